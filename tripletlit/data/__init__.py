@@ -1,0 +1,1 @@
+"""Data layer: the EvalRS schema, loaders, download, synthetic data and folds."""
