@@ -153,11 +153,18 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
         )
 
 
-def write_evalrs(dataset: Dataset, folder: str | os.PathLike, event_ids: np.ndarray | None = None) -> Path:
+def write_evalrs(
+    dataset: Dataset,
+    folder: str | os.PathLike,
+    event_ids: np.ndarray | None = None,
+    cache: bool = True,
+) -> Path:
     """Write ``dataset`` as an EvalRS folder in the official CSV format.
 
     Events get a leading unnamed event-id column (``event_ids``, default 0..n-1) like the
-    official file; ``albums_id`` is written as ``"[1, 605875]"``. Each file is written atomically.
+    official file; ``albums_id`` is written as ``"[1, 605875]"``. Each file is written
+    atomically. With ``cache`` the tables are validated and the parquet cache is written too,
+    so the first :func:`load_evalrs` of the folder does not parse the CSVs again.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -172,4 +179,9 @@ def write_evalrs(dataset: Dataset, folder: str | os.PathLike, event_ids: np.ndar
     _write_csv(dataset.users, folder / schema.USERS_FILE)
     if dataset.meta:
         write_text_atomic(folder / "tripletlit.json", json.dumps(dataset.meta, indent=1, default=str))
+    if cache:
+        events = schema.validate_events(dataset.events)
+        validated = Dataset(events, schema.validate_tracks(dataset.tracks), schema.validate_users(dataset.users))
+        schema.validate_references(validated.events, validated.tracks, validated.users)
+        _write_cache(validated, _cache_dir(folder), _fingerprint(folder))
     return folder

@@ -1,0 +1,54 @@
+# The README's two set-up commands: `make demo` and `make test`. Both create .venv if missing,
+# install what they need once (a stamp file per extra, redone when pyproject.toml changes) and
+# are quick when everything is installed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch: machines without an NVIDIA driver get the CPU build 2.13.0; machines with one get the
+# default (CUDA) build. Override with any pip requirement, e.g. make test TORCH="torch==2.14.1".
+TORCH ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
+DATA ?= data
+
+.PHONY: demo test test-slow bench bench-quick lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.torch: | $(BIN)/python
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH)
+	@touch $@
+
+$(VENV)/.installed-%: pyproject.toml $(VENV)/.torch
+	$(BIN)/python -m pip install -q -e ".[$*]"
+	@touch $@
+
+$(VENV)/.installed-base: pyproject.toml $(VENV)/.torch
+	$(BIN)/python -m pip install -q -e .
+	@touch $@
+
+# The main job on the embedded default: the `small` synthetic data set, described and split
+# into the four EvalRS folds.
+demo: $(VENV)/.installed-base
+	$(BIN)/tripletlit data generate --preset small --seed 0 --out $(DATA)/small --force
+	$(BIN)/tripletlit data describe $(DATA)/small
+	$(BIN)/tripletlit data split $(DATA)/small --out $(DATA)/small-folds --seed 0 --force
+
+# The default test suite (fast; slow tests are deselected in pyproject.toml).
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest
+
+# Slow tests: full-scale data, real servers.
+test-slow: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m slow
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/bench_data.py
+
+bench-quick: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/bench_data.py --quick
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check tripletlit tests benchmarks
+
+clean:
+	rm -rf $(VENV) $(DATA) .pytest_cache
