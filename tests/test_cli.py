@@ -107,3 +107,27 @@ def test_bad_csv_from_a_real_process_has_no_traceback(generated):
 def test_usage_errors_exit_2():
     result = subprocess.run([sys.executable, "-m", "tripletlit.cli", "data", "split"], capture_output=True, text=True)
     assert result.returncode == 2 and "usage:" in result.stderr
+
+
+def test_import_lfm1b_sample(tmp_path):
+    from conftest import shared_file
+
+    events = shared_file("lfm1b", "LFM-1b_LEs-head.tsv")
+    users = shared_file("lfm1b", "LFM-1b_users.txt")
+    out = tmp_path / "lfm"
+    assert main(["data", "import", "lfm1b", str(events), "--users", str(users), "--out", str(out)]) == 0
+    dataset = load_evalrs(out)
+    assert dataset.events["user_track_count"].sum() == 10_000
+    assert dataset.events["user_id"].nunique() == 3
+
+
+def test_import_interactions_with_mapping(tmp_path):
+    source = tmp_path / "ratings.csv"
+    pd.DataFrame({"uid": ["a", "a", "b", "b", "b"], "item": [10, 11, 10, 10, 12], "ts": [1, 2, 3, 4, 5]}).to_csv(source, index=False)
+    out = tmp_path / "mine"
+    assert main(["data", "import", "interactions", str(source), "--map", "user_id=uid,track_id=item,timestamp=ts",
+                 "--out", str(out)]) == 0  # fmt: skip
+    events = load_evalrs(out).events
+    assert len(events) == 4
+    assert events["user_track_count"].sum() == 5
+    assert events["timestamp"].max() == 5

@@ -53,6 +53,15 @@ GENDERS = ("m", "f", "n")
 _ALBUM_LIST = re.compile(r"^\[\s*(\d+\s*(,\s*\d+\s*)*)?\]$")
 
 
+def _show(value) -> str:
+    """A value as a user typed it: ``2.5``, ``'abc'`` (no numpy reprs)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return repr(value)
+
+
 def _where(file: str, row: int | None, header_lines: int) -> str:
     """'line N' of a file for a 0-based data row, or '' when rows carry no line numbers."""
     return "" if row is None else f" (line {row + header_lines + 1})"
@@ -89,7 +98,7 @@ def integer_column(
         bad = np.flatnonzero(np.isnan(parsed) & pd.notna(values))
         if len(bad):
             raise DataError(
-                f"{file}: column {column!r} must hold integers but has {values[bad[0]]!r}"
+                f"{file}: column {column!r} must hold integers but has {_show(values[bad[0]])}"
                 f"{_where(file, int(bad[0]), header_lines)}; fix or remove that row"
             )
         values = parsed
@@ -100,10 +109,10 @@ def integer_column(
                 f"{file}: column {column!r} has a missing/NaN value{_where(file, int(bad[0]), header_lines)};"
                 f" every row needs a {column}: fill it in or drop the row"
             )
-        bad = np.flatnonzero(values != np.round(values))
+        bad = np.flatnonzero(~np.isfinite(values) | (values != np.round(values)))
         if len(bad):
             raise DataError(
-                f"{file}: column {column!r} must hold integers but has {values[bad[0]]!r}"
+                f"{file}: column {column!r} must hold integers but has {_show(values[bad[0]])}"
                 f"{_where(file, int(bad[0]), header_lines)}; fix or remove that row"
             )
     if minimum is not None and len(values):
@@ -138,8 +147,11 @@ def check_unique(keys: np.ndarray, file: str, what: str, describe) -> None:
         )
 
 
-def check_known(values: np.ndarray, known: np.ndarray, file: str, column: str, known_file: str) -> None:
-    """Fail when some of ``values`` do not occur in ``known`` (both integer arrays)."""
+def check_known(
+    values: np.ndarray, known: np.ndarray, file: str, column: str, known_file: str, line_numbers: bool = True
+) -> None:
+    """Fail when some of ``values`` do not occur in ``known`` (both integer arrays); rows are
+    reported as CSV lines when ``line_numbers`` (the values come straight from a file)."""
     known_sorted = np.sort(known)
     pos = np.searchsorted(known_sorted, values)
     pos[pos == len(known_sorted)] = 0
@@ -147,7 +159,7 @@ def check_known(values: np.ndarray, known: np.ndarray, file: str, column: str, k
     if len(missing):
         i = int(missing[0])
         raise DataError(
-            f"{file}: {column} {int(values[i])} (line {i + 2}) is not in {known_file} "
+            f"{file}: {column} {int(values[i])}{f' (line {i + 2})' if line_numbers else ''} is not in {known_file} "
             f"({len(np.unique(values[missing]))} unknown {column}s in all); add it there or drop its events"
         )
 
@@ -178,7 +190,13 @@ def validate_events(df: pd.DataFrame, file: str = EVENTS_FILE) -> pd.DataFrame:
 
 def parse_album_ids(raw: pd.Series, file: str = TRACKS_FILE) -> pd.Series:
     """Parse ``"[1, 605875]"`` strings (or ready lists/arrays) into int64 numpy arrays."""
-    if len(raw) and not isinstance(raw.iloc[0], str):
+    missing = np.flatnonzero(pd.isna(raw).to_numpy()) if raw.dtype == object or pd.api.types.is_string_dtype(raw) else []
+    if len(missing):
+        raise DataError(
+            f"{file}: column 'albums_id' is empty (line {int(missing[0]) + 2}); write \"[]\" for a track "
+            "without albums"
+        )
+    if len(raw) and not any(isinstance(v, str) for v in raw.iloc[:1]):
         return raw.map(lambda v: np.asarray(v, dtype=np.int64))
     text = pa.array(raw.to_numpy(dtype=object), type=pa.string())
     ok = pc.match_substring_regex(text, _ALBUM_LIST.pattern)
@@ -259,14 +277,21 @@ def validate_users(df: pd.DataFrame, file: str = USERS_FILE) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def validate_references(events: pd.DataFrame, tracks: pd.DataFrame, users: pd.DataFrame) -> None:
-    """Every event must point to a known track and a known user."""
-    check_known(
-        events["track_id"].to_numpy(), tracks["track_id"].to_numpy(), EVENTS_FILE, "track_id", TRACKS_FILE
-    )
-    check_known(
-        events["user_id"].to_numpy(), users["user_id"].to_numpy(), EVENTS_FILE, "user_id", USERS_FILE
-    )
+def validate_references(
+    events: pd.DataFrame,
+    tracks: pd.DataFrame,
+    users: pd.DataFrame,
+    files: tuple[str, str, str] = (EVENTS_FILE, TRACKS_FILE, USERS_FILE),
+    line_numbers: bool = True,
+) -> None:
+    """Every event must point to a known track and a known user. ``files`` name the three
+    tables in messages (events, tracks, users); ``line_numbers`` is False when the events are
+    not a file's rows (e.g. aggregated from raw plays)."""
+    events_file, tracks_file, users_file = files
+    check_known(events["track_id"].to_numpy(), tracks["track_id"].to_numpy(), events_file, "track_id",
+                tracks_file, line_numbers)  # fmt: skip
+    check_known(events["user_id"].to_numpy(), users["user_id"].to_numpy(), events_file, "user_id",
+                users_file, line_numbers)  # fmt: skip
 
 
 def format_album_ids(albums: pd.Series) -> pd.Series:
