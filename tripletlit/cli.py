@@ -204,6 +204,152 @@ def cmd_data_split(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- evaluation ---
+def _gate(value: str | None):
+    if value is None:
+        return "keep"
+    if value.lower() == "none":
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise TripletlitError(f"--gate must be a number or 'none', got {value!r}") from None
+
+
+def _profile(args):
+    from tripletlit.evaluation.scoring import load_profile
+
+    profile = load_profile(args.profile)
+    gate = _gate(args.gate)
+    return profile if gate == "keep" else profile.with_gate(gate)
+
+
+def _metrics_table(title: str, columns: dict[str, dict], stand_in: bool | None) -> Table:
+    """Rows: the nine metrics, the meta-scores and SCORE; one column per run/fold."""
+    from tripletlit.evaluation.metrics import METRICS
+
+    table = Table(title=title)
+    table.add_column("metric")
+    for name in columns:
+        table.add_column(name, justify="right")
+    mark = " (stand-in)" if stand_in else ""
+    for metric in METRICS:
+        label = metric + (mark if metric in ("BEING_LESS_WRONG", "LATENT_DIVERSITY") else "")
+        table.add_row(label, *(f"{c['metrics'][metric]:.6f}" for c in columns.values()))
+    for key in ("perf", "fair", "behav"):
+        table.add_row(f"[dim]{key} (normalised)[/]", *(f"{c['score'][key]:.4f}" for c in columns.values()))
+    table.add_row("[bold]SCORE[/]", *(
+        f"[bold]{c['score']['score']:.4f}[/]" + (" [red](gated)[/]" if c["score"]["gated"] else "") for c in columns.values()
+    ))  # fmt: skip
+    table.add_row("phase-1 mean", *(f"{c['score']['phase1']:.6f}" for c in columns.values()))
+    return table
+
+
+def cmd_evaluate(args) -> int:
+    from tripletlit.data.evalrs import load_evalrs
+    from tripletlit.data.folds import load_fold
+    from tripletlit.evaluation.metrics import METRICS
+    from tripletlit.evaluation.protocol import (
+        STAND_IN_NOTE,
+        evaluate,
+        read_predictions,
+        write_metrics,
+    )
+    from tripletlit.evaluation.song2vec import fold_vectors
+
+    profile = _profile(args)
+    predictions = read_predictions(args.predictions, args.k)
+    with _progress() as bar:
+        bar.add_task("loading data and fold", total=None)
+        dataset = load_evalrs(args.data)
+        fold = load_fold(args.folds, args.fold)
+        vectors = fold_vectors(Path(args.folds) / f"fold{args.fold}", fold.train, official=dataset.song2vec)
+        result = evaluate(predictions, fold, dataset, vectors, profile, args.k)
+    table = Table(title=f"{args.predictions} on fold {args.fold} of {args.folds} ({result['users']:,} test users)")
+    for column in ("metric", "value", "normalised"):
+        table.add_column(column, justify="right" if column != "metric" else "left")
+    for metric in METRICS:
+        table.add_row(metric, f"{result['metrics'][metric]:.6f}", f"{result['score']['normalised'][metric]:.4f}")
+    for key in ("perf", "fair", "behav"):
+        table.add_row(f"[dim]{key}[/]", "", f"{result['score'][key]:.4f}")
+    gated = " [red](below the HR gate)[/]" if result["score"]["gated"] else ""
+    table.add_row("[bold]SCORE[/]", "", f"[bold]{result['score']['score']:.4f}[/]{gated}")
+    console.print(table)
+    slices = Table(title=f"miss rate per slice (overall {result['miss_rate']:.4f})")
+    for column in ("metric", "slice", "users", "miss rate", "vs overall"):
+        slices.add_column(column, justify="right" if column not in ("metric", "slice") else "left")
+    for metric, detail in result["slices"].items():
+        for name, cell in detail.items():
+            slices.add_row(metric, name, f"{cell['users']:,}", f"{cell['miss_rate']:.4f}",
+                           f"{cell['miss_rate'] - result['miss_rate']:+.4f}")  # fmt: skip
+    console.print(slices)
+    variance = result["variance_agreement"]
+    console.print(f"variance agreement (artist Gini, Pearson r over users): {variance:.4f}")
+    if result["stand_in"]:
+        console.print(f"[yellow]note:[/] {STAND_IN_NOTE}")
+    out = Path(args.out) if args.out else Path(args.predictions).parent
+    path = write_metrics({**result, "profile": profile.as_dict(), "predictions": str(args.predictions),
+                          "folds_dir": str(args.folds)}, out / "metrics.json")  # fmt: skip
+    console.print(f"metrics written to {path}")
+    return 0
+
+
+def _load_or_generate(args):
+    from tripletlit.data.evalrs import load_evalrs
+
+    if args.data:
+        return load_evalrs(args.data)
+    from tripletlit.data.synthetic import generate
+
+    return generate(args.preset, seed=args.data_seed)[0]
+
+
+def cmd_baselines(args) -> int:
+    from tripletlit.data.folds import FoldConfig
+    from tripletlit.evaluation.baselines import BASELINES
+    from tripletlit.evaluation.protocol import STAND_IN_NOTE, run_protocol, write_metrics
+    from tripletlit.evaluation.song2vec import fold_vectors
+
+    which = [w.strip() for w in args.which.split(",") if w.strip()]
+    unknown = [w for w in which if w not in BASELINES]
+    if unknown:
+        raise TripletlitError(f"--which: unknown baseline {unknown[0]!r}; choose from {', '.join(BASELINES)}")
+    profile = _profile(args)
+    config = FoldConfig(n_folds=args.folds, seed=args.seed, user_fraction=args.user_fraction, min_count=args.min_count)
+    out = Path(args.out or f"runs/baselines-{time.strftime('%Y%m%d-%H%M%S')}")
+    _refuse_overwrite(out, args.force)
+    results = {}
+    with _progress() as bar:
+        loading = bar.add_task("loading data", total=None)
+        dataset = _load_or_generate(args)
+        bar.remove_task(loading)
+        vectors_cache = {}
+
+        def vectors_for(fold):
+            if fold.index not in vectors_cache:
+                vectors_cache[fold.index] = fold_vectors(None, fold.train, official=dataset.song2vec)
+            return vectors_cache[fold.index]
+
+        for name in which:
+            task = bar.add_task(f"{name}: {config.n_folds} folds", total=config.n_folds)
+            results[name] = run_protocol(
+                lambda name=name: BASELINES[name](seed=args.seed) if name != "popularity" else BASELINES[name](),
+                dataset, config, vectors_for, profile, on_fold=lambda _, task=task: bar.advance(task),
+            )  # fmt: skip
+    stand_in = any(r["summary"]["stand_in"] for r in results.values())
+    table = _metrics_table(f"baselines on {dataset.name} ({config.n_folds} folds, mean)",
+                           {n: r["summary"] for n, r in results.items()}, stand_in)  # fmt: skip
+    table.add_row("consistency (overall)", *(f"{r['summary']['consistency']['overall']:.4f}" for r in results.values()))
+    table.add_row("variance agreement", *(f"{r['summary']['variance_agreement']:.4f}" for r in results.values()))
+    console.print(table)
+    if stand_in:
+        console.print(f"[yellow]note:[/] {STAND_IN_NOTE}")
+    for name, result in results.items():
+        write_metrics({**result, "recommender": name, "data": dataset.name}, out / name / "metrics.json")
+    console.print(f"metrics written to {out}/<baseline>/metrics.json")
+    return 0
+
+
 # --------------------------------------------------------------------------------- parser ---
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -259,7 +405,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="held-out row per user: random (EvalRS 2022) or latest (leave-last-out)")  # fmt: skip
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_data_split)
+
+    p = commands.add_parser("evaluate", help="score a predictions file against a fold (nine metrics, SCORE, slices)")
+    p.add_argument("--predictions", required=True, help="parquet or CSV: user_id + 100 ranked track-id columns (-1 pads)")
+    p.add_argument("--data", required=True, help="the EvalRS-format folder the folds were made from")
+    p.add_argument("--folds", required=True, help="folder written by `tripletlit data split`")
+    p.add_argument("--fold", type=int, required=True, help="fold index")
+    p.add_argument("--out", help="folder for metrics.json (default: beside the predictions file)")
+    _add_scoring_flags(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = commands.add_parser("baselines", help="run random / popularity / CBOW baselines over the EvalRS folds")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--data", help="an EvalRS-format folder")
+    source.add_argument("--preset", default="small", help="a synthetic preset (default small) when --data is not given")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic preset")
+    p.add_argument("--which", default="random,popularity,cbow", help="comma-separated baselines")
+    p.add_argument("--folds", type=int, default=4, help="number of folds (EvalRS: 4)")
+    p.add_argument("--seed", type=int, default=0, help="fold seed (fold f uses seed + f) and baseline seed")
+    p.add_argument("--user-fraction", type=float, default=0.25, help="share of users per fold (EvalRS: 0.25)")
+    p.add_argument("--min-count", type=int, default=10, help="k of the k-core filter (EvalRS: 10)")
+    p.add_argument("--out", help="output folder (default runs/baselines-<time>)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    _add_scoring_flags(p)
+    p.set_defaults(func=cmd_baselines)
     return parser
+
+
+def _add_scoring_flags(p) -> None:
+    p.add_argument("--profile", default="evalrs2022", help="score constants: a built-in name or a YAML file")
+    p.add_argument("--gate", help="minimum mean HIT_RATE for a SCORE (default: the profile's, 0.015); 'none' disables it")
+    p.add_argument("--k", type=int, default=100, help="list length (EvalRS: 100)")
 
 
 def main(argv: list[str] | None = None) -> int:
