@@ -304,6 +304,12 @@ def _load_or_generate(args):
     return generate(args.preset, seed=args.data_seed)[0]
 
 
+def _baseline(cls, seed: int):
+    import inspect
+
+    return cls(seed=seed) if "seed" in inspect.signature(cls).parameters else cls()
+
+
 def cmd_baselines(args) -> int:
     from tripletlit.data.folds import FoldConfig
     from tripletlit.evaluation.baselines import BASELINES
@@ -323,17 +329,14 @@ def cmd_baselines(args) -> int:
         loading = bar.add_task("loading data", total=None)
         dataset = _load_or_generate(args)
         bar.remove_task(loading)
-        vectors_cache = {}
 
-        def vectors_for(fold):
-            if fold.index not in vectors_cache:
-                vectors_cache[fold.index] = fold_vectors(None, fold.train, official=dataset.song2vec)
-            return vectors_cache[fold.index]
+        def vectors_for(fold):  # trained once per fold, cached in the run folder, shared by all baselines
+            return fold_vectors(out / "song2vec" / f"fold{fold.index}", fold.train, official=dataset.song2vec)
 
         for name in which:
             task = bar.add_task(f"{name}: {config.n_folds} folds", total=config.n_folds)
             results[name] = run_protocol(
-                lambda name=name: BASELINES[name](seed=args.seed) if name != "popularity" else BASELINES[name](),
+                lambda name=name: _baseline(BASELINES[name], args.seed),
                 dataset, config, vectors_for, profile, on_fold=lambda _, task=task: bar.advance(task),
             )  # fmt: skip
     stand_in = any(r["summary"]["stand_in"] for r in results.values())

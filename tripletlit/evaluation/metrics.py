@@ -142,7 +142,8 @@ def being_less_wrong(predictions: np.ndarray, target: np.ndarray, hit: np.ndarra
     use = (~hit) & gf & tf & (top1 != PAD)
     if not use.any():
         return float("nan")
-    return float(_cosine_rows(vectors.vectors[gi[use]], vectors.vectors[ti[use]]).mean())
+    g = vectors.vectors[gi[use]].astype(np.float64)
+    return float(_cosine_rows(g, vectors.vectors[ti[use]].astype(np.float64)).mean())
 
 
 def latent_diversity(predictions: np.ndarray, target: np.ndarray, vectors: TrackVectors) -> float:
@@ -152,6 +153,8 @@ def latent_diversity(predictions: np.ndarray, target: np.ndarray, vectors: Track
     bias_u = 1 - cos(m_u, v(g_u)). Users with no in-vocabulary track in their top 20, or whose
     g_u has no vector, are skipped (the reference code produced NaN for them).
     """
+    if len(vectors.ids) == 0:
+        return float("nan")
     top = predictions[:, :LD_POSITIONS]
     idx, found = vectors.lookup(top)
     found &= top != PAD

@@ -116,14 +116,25 @@ def load_profile(profile: str | os.PathLike | Profile = "evalrs2022") -> Profile
     except (KeyError, TypeError, ValueError):
         raise TripletlitError(f"{path}: every metric needs numeric 'base' and 'best'") from None
     gate = raw.get("gate", {"metric": "HIT_RATE", "min": 0.015, "score": -100.0})
+    weights = raw.get("weights", {"perf": 1.0, "fair": 1.5, "behav": 1.5})
+    if gate is not None and (not isinstance(gate, dict) or set(gate) - {"metric", "min", "score"}):
+        raise TripletlitError(f"{path}: 'gate' must be null or a mapping of metric, min, score (got {gate!r})")
+    if not isinstance(weights, dict):
+        raise TripletlitError(f"{path}: 'weights' must be a mapping perf/fair/behav -> number (got {weights!r})")
+    try:
+        weights = {k: float(v) for k, v in weights.items()}
+        gate_min = 0.0 if gate is None else float(gate.get("min", 0.015))
+        gate_score = -100.0 if gate is None else float(gate.get("score", -100.0))
+    except (TypeError, ValueError):
+        raise TripletlitError(f"{path}: gate min/score and weights must be numbers") from None
     return Profile(
         name=str(raw.get("name", path.stem)),
         base=base,
         best=best,
-        weights={k: float(v) for k, v in raw.get("weights", {"perf": 1.0, "fair": 1.5, "behav": 1.5}).items()},
+        weights=weights,
         gate_metric=None if gate is None else gate.get("metric", "HIT_RATE"),
-        gate_min=0.0 if gate is None else float(gate.get("min", 0.015)),
-        gate_score=-100.0 if gate is None else float(gate.get("score", -100.0)),
+        gate_min=gate_min,
+        gate_score=gate_score,
     )
 
 

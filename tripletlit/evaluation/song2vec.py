@@ -1,0 +1,195 @@
+"""song2vec track vectors for BEING_LESS_WRONG and LATENT_DIVERSITY: official or a stand-in.
+
+EvalRS 2022 shipped ``song2vec.wv``, a gensim ``KeyedVectors`` of a skip-gram embedding whose
+recipe and dimension were never published. :func:`load_official` reads it. Without it,
+:func:`train_stand_in` trains a gensim skip-gram word2vec over one "sentence" per user (the
+user's training tracks ordered by timestamp). BLW/LD measured with a stand-in are NOT
+comparable with the 2022 leaderboard constants (``TrackVectors.stand_in`` says which).
+
+:func:`fold_vectors` picks one of the two and caches the stand-in per fold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tripletlit.errors import TripletlitError
+from tripletlit.evaluation.vectors import TrackVectors
+from tripletlit.files import atomic_path
+
+CACHE_PREFIX = "song2vec-standin-"
+# gensim's word2vec silently truncates sentences longer than this; longer users are cut in chunks.
+MAX_SENTENCE = 10_000
+
+
+def user_sentences(train: pd.DataFrame, max_length: int = MAX_SENTENCE) -> list[list[str]]:
+    """One sentence per user: the user's training track ids as strings, ordered by timestamp
+    (ties by track id); users in ascending id order. A user with more than ``max_length``
+    tracks gives consecutive sentences of at most ``max_length`` tokens (gensim would truncate).
+
+    Vectorised: one lexsort and one ``np.split``; only the final conversion to Python lists
+    (which gensim needs) visits each user.
+    """
+    users = train["user_id"].to_numpy()
+    tracks = train["track_id"].to_numpy()
+    order = np.lexsort((tracks, train["timestamp"].to_numpy(), users))
+    users, tokens = users[order], tracks[order].astype(str)
+    if len(users) == 0:
+        return []
+    firsts = np.concatenate([[0], np.flatnonzero(users[1:] != users[:-1]) + 1])
+    lengths = np.diff(np.append(firsts, len(users)))
+    position = np.arange(len(users)) - np.repeat(firsts, lengths)  # rank within the user
+    cuts = np.flatnonzero(position % max_length == 0)[1:]  # user starts and every max_length-th
+    return [chunk.tolist() for chunk in np.split(tokens, cuts)]
+
+
+def word2vec_vectors(model) -> tuple[np.ndarray, np.ndarray]:
+    """Track ids (int64, vocabulary order) and vectors (float32) of a trained gensim model."""
+    ids = np.asarray(model.wv.index_to_key).astype(np.int64)
+    return ids, np.asarray(model.wv.vectors, dtype=np.float32)
+
+
+def train_stand_in(
+    train: pd.DataFrame,
+    vector_size: int = 64,
+    window: int = 10,
+    epochs: int = 5,
+    min_count: int = 1,
+    seed: int = 42,
+    workers: int = 1,
+) -> TrackVectors:
+    """A song2vec stand-in: gensim skip-gram (``sg=1``) word2vec over :func:`user_sentences`.
+
+    With ``workers=1`` (the default) the same ``seed`` and data give bit-identical vectors.
+    More workers train faster (the paper used 8) but threads interleave their updates, so the
+    vectors are then not reproducible run to run. Tracks played by fewer than ``min_count``
+    users have no vector.
+    """
+    from gensim.models import Word2Vec
+
+    if len(train) == 0:
+        raise TripletlitError("cannot train the song2vec stand-in on an empty training set")
+    model = Word2Vec(
+        sentences=user_sentences(train),
+        sg=1,
+        vector_size=vector_size,
+        window=window,
+        epochs=epochs,
+        min_count=min_count,
+        seed=seed,
+        workers=workers,
+    )
+    ids, vectors = word2vec_vectors(model)
+    return TrackVectors.from_mapping(ids, vectors, stand_in=True)
+
+
+def load_official(path: str | os.PathLike) -> TrackVectors:
+    """The official ``song2vec.wv`` (gensim ``KeyedVectors``; keys ints or strings of ints)."""
+    from gensim.models import KeyedVectors
+
+    path = Path(path)
+    if not path.is_file():
+        raise TripletlitError(
+            f"{path}: song2vec file not found; pass an existing song2vec.wv or omit it to train a stand-in"
+        )
+    try:
+        kv = KeyedVectors.load(str(path))
+    except Exception as exc:  # pickle, numpy and gensim raise many types for a bad file
+        raise TripletlitError(
+            f"{path}: unreadable song2vec file ({type(exc).__name__}: {exc}); "
+            "it must be a gensim KeyedVectors saved with .save()"
+        ) from None
+    kv = getattr(kv, "wv", kv)  # a whole Word2Vec model saved instead of its vectors
+    if not hasattr(kv, "index_to_key") or not hasattr(kv, "vectors"):
+        raise TripletlitError(f"{path}: not a gensim KeyedVectors file (got {type(kv).__name__})")
+    try:
+        ids = np.asarray(list(kv.index_to_key)).astype(np.int64).reshape(-1)
+    except (ValueError, TypeError, OverflowError):
+        raise TripletlitError(
+            f"{path}: song2vec keys must be track ids (integers or strings of integers)"
+        ) from None
+    if len(np.unique(ids)) != len(ids):
+        raise TripletlitError(
+            f"{path}: song2vec has duplicate track ids (e.g. both 1 and '1' as keys)"
+        )
+    return TrackVectors.from_mapping(ids, np.asarray(kv.vectors, dtype=np.float32), stand_in=False)
+
+
+STAND_IN_DEFAULTS = {
+    name: p.default
+    for name, p in inspect.signature(train_stand_in).parameters.items()
+    if name != "train"
+}
+
+
+def stand_in_params(**params) -> dict:
+    """All parameters of :func:`train_stand_in` (defaults filled in); unknown names are an error."""
+    unknown = sorted(set(params) - set(STAND_IN_DEFAULTS))
+    if unknown:
+        raise TripletlitError(
+            f"unknown song2vec stand-in parameter {unknown[0]!r}; known: {', '.join(STAND_IN_DEFAULTS)}"
+        )
+    return {**STAND_IN_DEFAULTS, **params}
+
+
+def cache_path(fold_dir: str | os.PathLike, **params) -> Path:
+    """``fold_dir/song2vec-standin-<hash>.npz``: the hash covers every training parameter."""
+    full = stand_in_params(**params)
+    digest = hashlib.sha256(json.dumps(full, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(fold_dir) / f"{CACHE_PREFIX}{digest}.npz"
+
+
+def _fingerprint(train: pd.DataFrame) -> np.ndarray:
+    """A cheap order-independent checksum of the training rows the stand-in learns from."""
+    hashed = pd.util.hash_pandas_object(train[["user_id", "track_id", "timestamp"]], index=False)
+    return np.array([len(train), int(hashed.to_numpy().sum(dtype=np.uint64))], dtype=np.uint64)
+
+
+def _read_cache(path: Path, fingerprint: np.ndarray) -> TrackVectors | None:
+    try:
+        with np.load(path) as data:
+            if not np.array_equal(data["fingerprint"], fingerprint):
+                return None  # the fold was rebuilt: retrain
+            return TrackVectors(
+                data["ids"].astype(np.int64), data["vectors"].astype(np.float32), True
+            )
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None  # missing or damaged cache: retrain and overwrite
+
+
+def fold_vectors(
+    fold_dir: str | os.PathLike | None,
+    train: pd.DataFrame,
+    official: str | os.PathLike | None = None,
+    **params,
+) -> TrackVectors:
+    """song2vec for one fold: the ``official`` file when given, else the stand-in.
+
+    The stand-in is cached as ``fold_dir/song2vec-standin-<hash of params>.npz`` (ids,
+    vectors and a checksum of ``train``; written atomically) and reused when present and made
+    from the same training rows. ``fold_dir=None`` disables the cache. ``params`` are those of
+    :func:`train_stand_in`.
+    """
+    if official is not None:
+        return load_official(official)
+    full = stand_in_params(**params)
+    if fold_dir is None:
+        return train_stand_in(train, **full)
+    path = cache_path(fold_dir, **full)
+    fingerprint = _fingerprint(train)
+    if path.is_file():
+        cached = _read_cache(path, fingerprint)
+        if cached is not None:
+            return cached
+    vectors = train_stand_in(train, **full)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, ids=vectors.ids, vectors=vectors.vectors, fingerprint=fingerprint)
+    return vectors
