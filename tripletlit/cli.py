@@ -353,6 +353,82 @@ def cmd_baselines(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------ fit ---
+def _config_from_args(args):
+    from tripletlit import config as cfg
+
+    config = cfg.load(args.config) if args.config else cfg.Config()
+    if args.data:
+        cfg.set_value(config, "data.path", args.data)
+    if args.preset:
+        cfg.set_value(config, "data.preset", args.preset)
+        cfg.set_value(config, "data.path", None)
+    if args.folds is not None:
+        cfg.set_value(config, "folds.n", args.folds)
+    if args.seed is not None:
+        cfg.set_value(config, "seed", args.seed)
+    for key in cfg.KEYS:
+        value = getattr(args, key, None)
+        if value is not None:
+            cfg.set_value(config, key, value)
+    return config
+
+
+def _print_run(content: dict, title: str) -> None:
+    folds = {f"fold {r['fold']}": r for r in content["folds"]}
+    columns = {**folds, "mean": content["summary"]}
+    table = _metrics_table(title, columns, content["summary"]["stand_in"])
+    consistency = content["summary"]["consistency"]
+    table.add_row("consistency", *([""] * len(folds)), f"{consistency['overall']:.4f}")
+    table.add_row("variance agreement", *(f"{r['variance_agreement']:.4f}" for r in content["folds"]),
+                  f"{content['summary']['variance_agreement']:.4f}")  # fmt: skip
+    console.print(table)
+    if consistency["undefined"]:
+        console.print(f"[dim]consistency undefined (|mean| ~ 0) for: {', '.join(consistency['undefined'])}[/]")
+    if content["notes"]:
+        console.print(f"[yellow]note:[/] {content['notes'][0]}")
+
+
+def cmd_fit(args) -> int:
+    from tripletlit import config as cfg
+    from tripletlit.experiment import run
+
+    resume = args.ckpt == "last"
+    ckpt_path = None
+    if resume:
+        if not args.run:
+            raise TripletlitError("--ckpt last resumes a run: give its folder with --run DIR")
+        out = Path(args.run)
+        if not (out / "config.yaml").is_file():
+            raise TripletlitError(f"{out}: not a run folder (no config.yaml); start a new run without --ckpt last")
+        config = cfg.load(out / "config.yaml")
+    elif args.ckpt == "best":
+        raise TripletlitError("--ckpt best needs a tuning study (tripletlit tune), which this version does not have yet")
+    else:
+        if args.ckpt:
+            ckpt_path = str(args.ckpt)
+            if not Path(ckpt_path).is_file():
+                raise TripletlitError(f"--ckpt {ckpt_path}: checkpoint file not found")
+        config = _config_from_args(args)
+        out = Path(args.run or args.out or f"runs/fit-{time.strftime('%Y%m%d-%H%M%S')}")
+        _refuse_overwrite(out, args.force)
+    started = time.perf_counter()
+    done = []
+
+    def on_fold(result):
+        done.append(result)
+        console.print(f"fold {result['fold']}: HIT_RATE {result['metrics']['HIT_RATE']:.4f}, "
+                      f"SCORE {result['score']['score']:.4f}  [dim]({time.perf_counter() - started:.0f} s)[/]")  # fmt: skip
+
+    content = run(config, out, resume=resume, ckpt_path=ckpt_path, on_fold=on_fold,
+                  progress_bar=not args.no_progress, command=["tripletlit", *sys.argv[1:]])  # fmt: skip
+    source = config.data.path or f"synthetic '{config.data.preset}'"
+    _print_run(content, f"tripletlit fit on {source} ({len(content['folds'])} folds, seed {config.seed})")
+    console.print(f"run folder: [bold]{out}[/] (config.yaml, run.json, fold*/checkpoints, predictions, metrics.json) "
+                  f"in {time.perf_counter() - started:.0f} s")  # fmt: skip
+    return 0
+
+
 # --------------------------------------------------------------------------------- parser ---
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -409,6 +485,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.set_defaults(func=cmd_data_split)
 
+    p = commands.add_parser(
+        "fit",
+        help="train and evaluate the method over the EvalRS folds (default: the `small` synthetic preset)",
+        description=(
+            "Train the triplet-loss model on every fold, predict the test users, evaluate. Every parameter is a "
+            "dotted key (also in the saved config.yaml). --ckpt last --run DIR resumes an interrupted run; "
+            "--ckpt PATH starts training from a checkpoint; --ckpt best (the best trial of a tuning study) comes "
+            "with `tripletlit tune`."
+        ),
+    )
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--data", help="an EvalRS-format folder (real or synthetic)")
+    source.add_argument("--preset", help="a synthetic preset: tiny, small (default), medium, evalrs")
+    p.add_argument("--config", help="a YAML config (e.g. RUN/config.yaml of an earlier run); flags override it")
+    p.add_argument("--folds", type=int, help="number of folds (default 4)")
+    p.add_argument("--seed", type=int, help="seed of folds, training and sampling (default 0)")
+    p.add_argument("--out", help="run folder (default runs/fit-<time>)")
+    p.add_argument("--run", help="run folder to resume (with --ckpt last) or to write")
+    p.add_argument("--ckpt", help="'last' (resume --run DIR) or a checkpoint path to start from")
+    p.add_argument("--force", action="store_true", help="replace an existing, non-empty run folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_fit)
+
     p = commands.add_parser("evaluate", help="score a predictions file against a fold (nine metrics, SCORE, slices)")
     p.add_argument("--predictions", required=True, help="parquet or CSV: user_id + 100 ranked track-id columns (-1 pads)")
     p.add_argument("--data", required=True, help="the EvalRS-format folder the folds were made from")
@@ -433,6 +533,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scoring_flags(p)
     p.set_defaults(func=cmd_baselines)
     return parser
+
+
+def _add_config_flags(p) -> None:
+    from tripletlit import config as cfg
+
+    group = p.add_argument_group("parameters (dotted keys; defaults = the paper's)")
+    defaults = cfg.flatten(cfg.to_dict(cfg.Config()))
+    for key in cfg.KEYS:
+        if key in ("seed", "data.path", "data.preset", "folds.n"):
+            continue
+        group.add_argument(f"--{key}", dest=key, default=None, metavar="V", help=f"(default {defaults[key]})")
 
 
 def _add_scoring_flags(p) -> None:

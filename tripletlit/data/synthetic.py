@@ -401,6 +401,8 @@ def generate(
     track_ids = ids_rng.permutation(_sparse_ids(ids_rng, preset.n_tracks, 32_000_000))
     artist_ids = ids_rng.permutation(_sparse_ids(ids_rng, preset.n_artists, 3_000_000))
     tracks, primary_album = _tracks_table(preset, cat, track_ids, artist_ids, ids_rng)
+    # same in-memory form as a loaded data set: one int64 array of album ids per track
+    tracks["albums_id"] = schema.parse_album_ids(tracks["albums_id"]).to_numpy()
     track_artist = np.repeat(np.arange(preset.n_artists), cat["artist_tracks"])
 
     chunks = []

@@ -1,0 +1,170 @@
+"""The LightningModule: wires the model, the triplet sampler, the composite loss and Adam.
+
+The dataloader yields only batches of training-row indices; the triplets of a batch are drawn
+inside ``training_step`` from the negative pools current at that moment, so a refresh by
+:class:`~tripletlit.callbacks.NeighbourRefresh` at the start of an epoch takes effect for that
+epoch whatever Lightning's order of dataloader reloads and hooks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from tripletlit.errors import TripletlitError
+from tripletlit.losses import TERMS, composite_loss
+from tripletlit.model import TripletMF
+from tripletlit.sampling import Interactions, Pools, draw_triplets
+
+
+class RowIndex(Dataset):
+    """The training rows 0..n-1, fetched a whole batch at a time (no per-row Python)."""
+
+    def __init__(self, n_rows: int):
+        self.n_rows = n_rows
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+    def __getitems__(self, indices) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(indices), dtype=torch.int64)
+
+
+class EpochBatches(Sampler):
+    """Batches of a fresh permutation of the rows every epoch, sharded across ranks.
+
+    The permutation depends only on (seed, epoch) - Lightning calls :meth:`set_epoch` - so a
+    resumed run sees the same batches. Each of ``world_size`` ranks takes every
+    ``world_size``-th row of the permutation (padded by wrapping around so that all ranks run
+    the same number of batches, as ``DistributedSampler`` does).
+    """
+
+    def __init__(self, n_rows: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+        self.n_rows, self.batch_size, self.seed = n_rows, batch_size, seed
+        self.rank, self.world_size, self.epoch = rank, world_size, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _shard_size(self) -> int:
+        return -(-self.n_rows // self.world_size)
+
+    def __len__(self) -> int:
+        return -(-self._shard_size() // self.batch_size)
+
+    def __iter__(self):
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n_rows)
+        total = self._shard_size() * self.world_size
+        if total > self.n_rows:
+            order = np.concatenate([order, order[: total - self.n_rows]])
+        shard = order[self.rank :: self.world_size]
+        for start in range(0, len(shard), self.batch_size):
+            yield shard[start : start + self.batch_size]
+
+
+def _identity(batch):
+    return batch
+
+
+class TripletLitModule(L.LightningModule):
+    """Training of :class:`~tripletlit.model.TripletMF` with the paper's composite loss.
+
+    ``interactions``: the fold's training rows as indices; ``row_weight``: (N,) per-row weight;
+    ``loss``: lambda_user, lambda_song and the three margins; ``optimizer``: "adam" or
+    "sparse_adam" (lazy Adam on sparse rows; needs ``model`` built with ``sparse=True``);
+    ``validate``: optional callable(model) -> metric dict, logged as ``val/<NAME>`` each epoch.
+    """
+
+    def __init__(
+        self,
+        model: TripletMF,
+        interactions: Interactions,
+        row_weight: np.ndarray,
+        lambda_user: float = 2.5,
+        lambda_song: float = 2.5,
+        margins: tuple[float, float, float] = (0.25, 0.25, 0.25),
+        lr: float = 1e-3,
+        batch_size: int = 512,
+        optimizer: str = "adam",
+        seed: int = 0,
+        validate: Callable[[TripletMF], dict] | None = None,
+    ):
+        super().__init__()
+        self.model = model
+        self.interactions = interactions
+        self.row_weight = torch.from_numpy(np.asarray(row_weight, dtype=np.float32))
+        self.lambda_user, self.lambda_song, self.margins = lambda_user, lambda_song, tuple(margins)
+        self.lr, self.batch_size, self.optimizer_name, self.seed = lr, batch_size, optimizer, seed
+        self.validate = validate
+        self.pools: Pools | None = None
+        self._pair_keys = interactions.pair_keys()
+        self.hparams.update(
+            {"lambda_user": lambda_user, "lambda_song": lambda_song, "margins": list(margins), "lr": lr,
+             "batch_size": batch_size, "optimizer": optimizer, "seed": seed, "embedding_dim": model.dim,
+             "n_users": interactions.n_users, "n_tracks": interactions.n_tracks}
+        )  # fmt: skip
+
+    # ---------------------------------------------------------------------------- data ---
+    def train_dataloader(self) -> DataLoader:
+        world = self.trainer.world_size if self._trainer is not None else 1
+        batches = EpochBatches(len(self.row_weight), self.batch_size, self.seed, self.global_rank, world)
+        return DataLoader(RowIndex(len(self.row_weight)), batch_sampler=batches, collate_fn=_identity)
+
+    def triplets(self, rows: np.ndarray):
+        """Draw the triplets of a batch (seeded by seed, epoch, step and rank: resumable)."""
+        if self.pools is None:
+            raise RuntimeError("negative pools are not set: add the NeighbourRefresh callback to the Trainer")
+        rng = np.random.default_rng([self.seed, self.current_epoch, self.global_step, self.global_rank])
+        return draw_triplets(self.interactions, self.pools, rows, rng, self._pair_keys)
+
+    # ------------------------------------------------------------------------ training ---
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        rows = batch.cpu().numpy()
+        t = self.triplets(rows)
+        device = self.model.users.weight.device
+        users, tracks = self.model.users, self.model.tracks
+
+        def idx(a):
+            return torch.from_numpy(a).to(device)
+
+        total, terms = composite_loss(
+            users(idx(t.user)), tracks(idx(t.positive)), tracks(idx(t.negative)),
+            users(idx(t.user_positive)), users(idx(t.user_negative)), tracks(idx(t.song_anchor)),
+            weight=self.row_weight[batch.cpu()].to(device),
+            lambda_user=self.lambda_user, lambda_song=self.lambda_song, margins=self.margins,
+        )  # fmt: skip
+        if not torch.isfinite(total):
+            raise TripletlitError(
+                f"the training loss became {total.item()} at epoch {self.current_epoch}, step {self.global_step}; "
+                "lower train.lr or the weight coefficients"
+            )
+        self.log("train/loss", total, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(rows))
+        for name in TERMS:
+            self.log(f"train/loss_{name}", terms[name], on_step=False, on_epoch=True, batch_size=len(rows))
+        return total
+
+    def on_train_epoch_end(self) -> None:
+        if self.validate is not None:
+            for name, value in self.validate(self.model).items():
+                self.log(f"val/{name}", float(value), prog_bar=name == "HIT_RATE", sync_dist=True)
+
+    def configure_optimizers(self):
+        if self.optimizer_name == "sparse_adam":
+            return torch.optim.SparseAdam(list(self.model.parameters()), lr=self.lr)
+        if self.optimizer_name == "adam":
+            return torch.optim.Adam(self.model.parameters(), lr=self.lr)
+        raise ValueError(f"unknown optimizer {self.optimizer_name!r}")
+
+    # ------------------------------------------------------------------ checkpointing ---
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["tripletlit"] = {
+            "user_ids": self.interactions.user_ids,
+            "track_ids": self.interactions.track_ids,
+        }
