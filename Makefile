@@ -26,12 +26,10 @@ $(VENV)/.installed-base: pyproject.toml $(VENV)/.torch
 	$(BIN)/python -m pip install -q -e .
 	@touch $@
 
-# The main job on the embedded default: the `small` synthetic data set, described and split
-# into the four EvalRS folds.
+# The main job on the embedded default: `tripletlit fit` on the `small` synthetic preset
+# (4 EvalRS folds: word2vec init, 2 epochs, prediction, all metrics) into runs/demo.
 demo: $(VENV)/.installed-base
-	$(BIN)/tripletlit data generate --preset small --seed 0 --out $(DATA)/small --force
-	$(BIN)/tripletlit data describe $(DATA)/small
-	$(BIN)/tripletlit data split $(DATA)/small --out $(DATA)/small-folds --seed 0 --force
+	$(BIN)/tripletlit fit --out runs/demo --force
 
 # The default test suite (fast; slow tests are deselected in pyproject.toml).
 test: $(VENV)/.installed-dev
@@ -51,4 +49,4 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check tripletlit tests benchmarks
 
 clean:
-	rm -rf $(VENV) $(DATA) .pytest_cache
+	rm -rf $(VENV) $(DATA) runs .pytest_cache

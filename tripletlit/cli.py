@@ -429,6 +429,92 @@ def cmd_fit(args) -> int:
     return 0
 
 
+def cmd_recommend(args) -> int:
+    import numpy as np
+    import scipy.sparse as sp
+    import torch
+
+    from tripletlit import config as cfg
+    from tripletlit.experiment import load_data
+    from tripletlit.model import TripletMF
+
+    run_dir = Path(args.run)
+    ckpt = run_dir / f"fold{args.fold}" / "checkpoints" / "last.ckpt"
+    if not ckpt.is_file():
+        raise TripletlitError(f"{ckpt}: no checkpoint; is {run_dir} a `tripletlit fit` run folder with fold {args.fold}?")
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        extra = state["tripletlit"]
+        users_w, tracks_w = state["state_dict"]["model.users.weight"], state["state_dict"]["model.tracks.weight"]
+    except Exception as exc:  # noqa: BLE001 - any failure to read it is a corrupt checkpoint for the user
+        raise TripletlitError(f"{ckpt}: unreadable checkpoint ({type(exc).__name__}); re-run `tripletlit fit`") from None
+    extra = {key: np.asarray(value) for key, value in extra.items()}
+    user_ids = extra["user_ids"]
+    position = np.searchsorted(user_ids, args.user)
+    if position >= len(user_ids) or user_ids[position] != args.user:
+        examples = ", ".join(str(u) for u in user_ids[:5])
+        raise TripletlitError(f"user {args.user} is not among the {len(user_ids):,} training users of fold {args.fold} "
+                              f"(e.g. {examples}); every user_id in {run_dir}/fold{args.fold}/predictions.parquet works")  # fmt: skip
+    model = TripletMF(len(user_ids), len(extra["track_ids"]), users_w.shape[1])
+    model.load_state_dict({"users.weight": users_w.to_dense(), "tracks.weight": tracks_w.to_dense()})
+    seen = sp.csr_matrix((np.ones(len(extra["seen_tracks"]), bool), extra["seen_tracks"], extra["seen_indptr"]),
+                         shape=(len(user_ids), len(extra["track_ids"])))  # fmt: skip
+    ranked = model.recommend(np.array([position]), args.k, seen, stochastic=False)[0]
+    track_ids = np.asarray(extra["track_ids"])[ranked[ranked >= 0]]
+    config = cfg.load(run_dir / "config.yaml")
+    tracks = load_data(config).tracks.set_index("track_id").reindex(track_ids)
+    table = Table(title=f"top {args.k} for user {args.user} (fold {args.fold} of {run_dir}, seen tracks excluded)")
+    for column in ("rank", "track_id", "track", "artist"):
+        table.add_column(column, justify="right" if column in ("rank", "track_id") else "left")
+    for rank, (track_id, row) in enumerate(tracks.iterrows(), start=1):
+        table.add_row(str(rank), str(track_id), str(row["track"]), str(row["artist"]))
+    console.print(table)
+    return 0
+
+
+ABLATIONS = {
+    "full": {},
+    "no_user_user": {"loss.lambda_user": 0.0},
+    "no_song_song": {"loss.lambda_song": 0.0},
+    "no_word2vec": {"model.init": "uniform"},
+    "no_weights": {"weights.enabled": False},
+}
+
+
+def cmd_ablate(args) -> int:
+    import copy
+
+    from tripletlit import config as cfg
+    from tripletlit.experiment import run
+
+    which = [w.strip() for w in args.variants.split(",") if w.strip()]
+    unknown = [w for w in which if w not in ABLATIONS]
+    if unknown:
+        raise TripletlitError(f"--variants: unknown variant {unknown[0]!r}; choose from {', '.join(ABLATIONS)}")
+    base = _config_from_args(args)
+    out = Path(args.out or f"runs/ablate-{time.strftime('%Y%m%d-%H%M%S')}")
+    _refuse_overwrite(out, args.force)
+    results = {}
+    for name in which:
+        config = copy.deepcopy(base)
+        for key, value in ABLATIONS[name].items():
+            cfg.set_value(config, key, value)
+        console.print(f"[bold]{name}[/] {ABLATIONS[name] or '(paper defaults)'}")
+        results[name] = run(config, out / name, progress_bar=not args.no_progress,
+                            command=["tripletlit", *sys.argv[1:]])["summary"]  # fmt: skip
+    table = _metrics_table(f"ablations (paper Table 4) over the same {base.folds.n} folds, seed {base.seed}",
+                           results, any(r["stand_in"] for r in results.values()))  # fmt: skip
+    table.add_row("consistency", *(f"{r['consistency']['overall']:.4f}" for r in results.values()))
+    table.add_row("variance agreement", *(f"{r['variance_agreement']:.4f}" for r in results.values()))
+    console.print(table)
+    write_metrics_summary = {name: r for name, r in results.items()}
+    from tripletlit.evaluation.protocol import write_metrics
+
+    write_metrics(write_metrics_summary, out / "ablations.json")
+    console.print(f"per-variant runs in {out}/<variant>/, summary in {out}/ablations.json")
+    return 0
+
+
 # --------------------------------------------------------------------------------- parser ---
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -508,6 +594,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
     _add_config_flags(p)
     p.set_defaults(func=cmd_fit)
+
+    p = commands.add_parser("recommend", help="top-k tracks of one user from a fitted run")
+    p.add_argument("--run", required=True, help="a `tripletlit fit` run folder")
+    p.add_argument("--user", type=int, required=True, help="a user_id of the run's training users")
+    p.add_argument("-k", "--k", type=int, default=10, help="number of tracks (default 10)")
+    p.add_argument("--fold", type=int, default=0, help="which fold's model (default 0)")
+    p.set_defaults(func=cmd_recommend)
+
+    p = commands.add_parser("ablate", help="the paper's ablations (Table 4) over the same folds, as one table")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--data", help="an EvalRS-format folder")
+    source.add_argument("--preset", help="a synthetic preset (default small)")
+    p.add_argument("--variants", default=",".join(ABLATIONS), help=f"comma-separated, from {', '.join(ABLATIONS)}")
+    p.add_argument("--config", help="a YAML config applied to every variant")
+    p.add_argument("--folds", type=int, help="number of folds (default 4)")
+    p.add_argument("--seed", type=int, help="seed (default 0)")
+    p.add_argument("--out", help="output folder (default runs/ablate-<time>)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_ablate)
 
     p = commands.add_parser("evaluate", help="score a predictions file against a fold (nine metrics, SCORE, slices)")
     p.add_argument("--predictions", required=True, help="parquet or CSV: user_id + 100 ranked track-id columns (-1 pads)")

@@ -119,6 +119,7 @@ def quiet_lightning():
         logging.getLogger(n).setLevel(logging.WARNING)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
         warnings.filterwarnings("ignore", ".*treespec.*")
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
         try:
@@ -170,7 +171,6 @@ def fit_fold(
     """Train the method on one fold; returns the fitted model and the stage timings (s)."""
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
 
     from tripletlit.callbacks import NeighbourRefresh
     from tripletlit.init import word2vec_init
@@ -179,6 +179,9 @@ def fit_fold(
     timings = {}
     started = time.perf_counter()
     index = Interactions.from_rows(fold.train["user_id"].to_numpy(), fold.train["track_id"].to_numpy())
+    if config.predict.k > index.n_tracks:
+        raise TripletlitError(f"predict.k = {config.predict.k} exceeds the {index.n_tracks} training tracks of fold "
+                              f"{fold.index}; lower --predict.k or use a larger data set")  # fmt: skip
     # row i of the index, of the weights and of fold.train are the same training row
     weights = row_weights(fold.train, dataset.users, config.weights)
     timings["index_and_weights"] = time.perf_counter() - started
@@ -212,7 +215,26 @@ def fit_fold(
         *(extra_callbacks or []),
     ]  # fmt: skip
     devices = config.train.devices
-    trainer = L.Trainer(
+    with quiet_lightning():
+        trainer = _trainer(L, config, devices, callbacks, logger, fold_dir, progress_bar)
+    started = time.perf_counter()
+    with quiet_lightning(), cpu_threads(config.train.cpu_threads, resolve_accelerator(config) == "cpu"):
+        try:
+            trainer.fit(module, ckpt_path=ckpt_path)
+        except RuntimeError as exc:
+            if "size mismatch" in str(exc) or "Error(s) in loading state_dict" in str(exc):
+                raise TripletlitError(f"checkpoint {ckpt_path} does not fit fold {fold.index} (different users/tracks "
+                                      f"or embedding_dim); use a checkpoint of the same fold and config") from None  # fmt: skip
+            raise
+    timings["train"] = time.perf_counter() - started
+    model.cpu()
+    return FoldModel(model, index), timings
+
+
+def _trainer(L, config: cfg.Config, devices, callbacks, logger, fold_dir: Path, progress_bar: bool):
+    from lightning.pytorch.loggers import CSVLogger
+
+    return L.Trainer(
         max_epochs=config.train.epochs,
         accelerator=config.train.accelerator,
         devices=int(devices) if str(devices).isdigit() else devices,
@@ -226,18 +248,6 @@ def fit_fold(
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
     )
-    started = time.perf_counter()
-    with quiet_lightning(), cpu_threads(config.train.cpu_threads, resolve_accelerator(config) == "cpu"):
-        try:
-            trainer.fit(module, ckpt_path=ckpt_path)
-        except RuntimeError as exc:
-            if "size mismatch" in str(exc) or "Error(s) in loading state_dict" in str(exc):
-                raise TripletlitError(f"checkpoint {ckpt_path} does not fit fold {fold.index} (different users/tracks "
-                                      f"or embedding_dim); use a checkpoint of the same fold and config") from None  # fmt: skip
-            raise
-    timings["train"] = time.perf_counter() - started
-    model.cpu()
-    return FoldModel(model, index), timings
 
 
 def predict_fold(config: cfg.Config, fitted: FoldModel, fold: Fold) -> pd.DataFrame:

@@ -164,7 +164,11 @@ class TripletLitModule(L.LightningModule):
 
     # ------------------------------------------------------------------ checkpointing ---
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # tensors, not numpy arrays, so Lightning's weights-only loading accepts the checkpoint
         checkpoint["tripletlit"] = {
-            "user_ids": self.interactions.user_ids,
-            "track_ids": self.interactions.track_ids,
+            "user_ids": torch.from_numpy(np.asarray(self.interactions.user_ids, dtype=np.int64)),
+            "track_ids": torch.from_numpy(np.asarray(self.interactions.track_ids, dtype=np.int64)),
+            # each user's training tracks, so a checkpoint alone can recommend unseen tracks
+            "seen_indptr": torch.from_numpy(np.asarray(self.interactions.user_indptr, dtype=np.int64)),
+            "seen_tracks": torch.from_numpy(self.interactions.user_tracks.astype(np.int32)),
         }
