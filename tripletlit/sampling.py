@@ -191,7 +191,12 @@ def _uniform_in_runs(indptr: np.ndarray, runs: np.ndarray, rng: np.random.Genera
 
 def uniform_unheard(index: Interactions, users: np.ndarray, rng: np.random.Generator,
                     keys: np.ndarray | None = None, max_rounds: int = 64) -> np.ndarray:  # fmt: skip
-    """A uniform track each user has not heard (rejection sampling, vectorised over users)."""
+    """A uniform track each user has not heard.
+
+    Rejection sampling, vectorised over users; the rare users still unserved after
+    ``max_rounds`` (they heard almost the whole catalogue) draw from their explicit complement.
+    A user who heard every track gets a uniform track (there is no unheard one).
+    """
     keys = index.pair_keys() if keys is None else keys
     out = rng.integers(0, index.n_tracks, size=len(users))
     todo = np.flatnonzero(index.heard(users, out, keys))
@@ -200,6 +205,11 @@ def uniform_unheard(index: Interactions, users: np.ndarray, rng: np.random.Gener
             break
         out[todo] = rng.integers(0, index.n_tracks, size=len(todo))
         todo = todo[index.heard(users[todo], out[todo], keys)]
+    for i in todo:  # almost-complete listeners only: a handful at most
+        u = users[i]
+        unheard = np.setdiff1d(np.arange(index.n_tracks), index.user_tracks[index.user_indptr[u] : index.user_indptr[u + 1]])
+        if len(unheard):
+            out[i] = unheard[rng.integers(len(unheard))]
     return out
 
 
