@@ -81,8 +81,8 @@ def k_core(users: np.ndarray, tracks: np.ndarray, min_count: int, max_passes: in
     (user, track) pairs, so rows per track = distinct users), then users with >= ``min_count``
     rows; it stops when a pass removes nothing or after ``max_passes`` passes.
     """
-    _, u = np.unique(users, return_inverse=True)
-    _, t = np.unique(tracks, return_inverse=True)
+    u = pd.factorize(users)[0]
+    t = pd.factorize(tracks)[0]
     keep = np.ones(len(users), dtype=bool)
     passes = 0
     while passes < max_passes:
@@ -98,8 +98,8 @@ def k_core(users: np.ndarray, tracks: np.ndarray, min_count: int, max_passes: in
 def hold_out(users: np.ndarray, timestamps: np.ndarray, strategy: str, rng: np.random.Generator) -> np.ndarray:
     """Index of the held-out row of each user: random, or latest (ties broken at random)."""
     noise = rng.random(len(users))
-    primary = noise if strategy == "random" else -timestamps.astype(np.float64)
-    order = np.lexsort((noise, primary, users))
+    keys = (noise, users) if strategy == "random" else (noise, -timestamps.astype(np.float64), users)
+    order = np.lexsort(keys)
     first = np.concatenate([[True], users[order][1:] != users[order][:-1]]) if len(order) else order
     return order[first]
 

@@ -152,10 +152,13 @@ def check_known(
 ) -> None:
     """Fail when some of ``values`` do not occur in ``known`` (both integer arrays); rows are
     reported as CSV lines when ``line_numbers`` (the values come straight from a file)."""
-    known_sorted = np.sort(known)
-    pos = np.searchsorted(known_sorted, values)
-    pos[pos == len(known_sorted)] = 0
-    missing = np.flatnonzero(known_sorted[pos] != values) if len(known_sorted) else np.arange(len(values))
+    if len(known) == 0:
+        missing = np.arange(len(values))
+    else:
+        # a lookup table is ~10x faster than sorting when ids span a moderate range
+        span = int(max(values.max(initial=0), known.max())) - int(min(values.min(initial=0), known.min()))
+        kind = "table" if span < 200_000_000 else "sort"
+        missing = np.flatnonzero(~np.isin(values, known, kind=kind))
     if len(missing):
         i = int(missing[0])
         raise DataError(
