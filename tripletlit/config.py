@@ -42,6 +42,8 @@ class ModelConfig:
     init: str = "word2vec"  # or "uniform"
     w2v_window: str = "sentence"  # whole sentence (paper) or an integer window
     w2v_workers: int = 1  # >1 is faster but not bit-reproducible
+    w2v_epochs: int = 1  # paper: 1
+    w2v_sample: float = 1e-5  # paper: 1e-5 (downsampling of frequent tokens; small data may want 1e-3)
 
 
 @dataclass
@@ -113,8 +115,8 @@ CHOICES = {
 }
 POSITIVE = ("model.embedding_dim", "train.epochs", "train.batch_size", "train.lr", "predict.k", "predict.horizon",
             "sampling.neighbours", "sampling.block_size", "folds.n", "folds.min_count", "model.w2v_workers",
-            "train.cpu_threads")  # fmt: skip
-NON_NEGATIVE = ("loss.lambda_user", "loss.lambda_song", "loss.margin_user_song", "loss.margin_user_user",
+            "train.cpu_threads", "model.w2v_epochs")  # fmt: skip
+NON_NEGATIVE = ("model.w2v_sample", "loss.lambda_user", "loss.lambda_song", "loss.margin_user_song", "loss.margin_user_user",
                 "loss.margin_song_song", "weights.gender", "weights.country", "weights.artist", "weights.song",
                 "weights.activity", "sampling.extra_neighbours", "train.val_users")  # fmt: skip
 

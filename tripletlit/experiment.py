@@ -191,7 +191,8 @@ def fit_fold(
     if config.model.init == "word2vec" and ckpt_path is None:
         window = config.model.w2v_window
         user_init, track_init = word2vec_init(index, dataset.tracks, dim, window if window == "sentence" else int(window),
-                                              seed=config.seed + 42, workers=config.model.w2v_workers)  # fmt: skip
+                                              seed=config.seed + 42, workers=config.model.w2v_workers,
+                                              epochs=config.model.w2v_epochs, sample=config.model.w2v_sample)  # fmt: skip
     else:
         rng = np.random.default_rng([config.seed, fold.index])
         from tripletlit.init import uniform_init

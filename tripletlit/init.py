@@ -71,6 +71,7 @@ def word2vec_init(
     seed: int = 42,
     workers: int = 1,
     epochs: int = 1,
+    sample: float = 1e-5,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(user table (U, d), track table (T, d)) from word2vec over the co-listening corpus."""
     from gensim.models import Word2Vec
@@ -79,7 +80,7 @@ def word2vec_init(
     longest = max(len(s) for s in sentences)
     size = longest if window == "sentence" else int(window)
     model = Word2Vec(
-        sentences, vector_size=dim, window=size, sg=1, hs=0, negative=5, ns_exponent=0.5, sample=1e-5,
+        sentences, vector_size=dim, window=size, sg=1, hs=0, negative=5, ns_exponent=0.5, sample=sample,
         min_count=1, epochs=epochs, seed=seed, workers=workers,
     )  # fmt: skip
     users = model.wv[[f"user={u}" for u in index.user_ids.tolist()]]
