@@ -148,12 +148,21 @@ def make_validator(config: cfg.Config, fold: Fold, dataset: Dataset, index: Inte
     users = np.searchsorted(index.user_ids, test["user_id"].to_numpy())
     seen = seen_matrix(index.row_user, index.row_track, index.n_users, index.n_tracks)
 
+    profile = _profile(config)
+    perf, fair = ("HIT_RATE", "MRR"), METRICS[2:7]
+
     def validate(model: TripletMF) -> dict:
         ranked = model.recommend(users, config.predict.k, seen, config.predict.horizon, config.predict.stochastic,
                                  np.random.default_rng([config.seed, fold.index, 11]), config.predict.batch_size)  # fmt: skip
         predictions = np.where(ranked >= 0, index.track_ids[np.maximum(ranked, 0)], -1)
         metrics = compute_metrics(predictions, slices, None, config.predict.k)["metrics"]
-        return {m: metrics[m] for m in METRICS[:7]}
+        out = {m: metrics[m] for m in METRICS[:7]}
+        # the SCORE without its song2vec part (BLW/LD need vectors): what pruning compares per epoch
+        norm = {m: (out[m] - profile.base[m]) / (profile.best[m] - profile.base[m]) for m in (*perf, *fair)}
+        w = profile.weights
+        out["score_proxy"] = (w["perf"] * np.mean([norm[m] for m in perf]) + w["fair"] * np.mean([norm[m] for m in fair])) / (
+            w["perf"] + w["fair"])  # fmt: skip
+        return out
 
     return validate
 
@@ -248,6 +257,7 @@ def _trainer(L, config: cfg.Config, devices, callbacks, logger, fold_dir: Path, 
         enable_model_summary=False,
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
+        limit_val_batches=1 if config.train.val_users > 0 else 0,
     )
 
 

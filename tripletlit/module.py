@@ -150,10 +150,15 @@ class TripletLitModule(L.LightningModule):
             self.log(f"train/loss_{name}", terms[name], on_step=False, on_epoch=True, batch_size=len(rows))
         return total
 
-    def on_train_epoch_end(self) -> None:
-        if self.validate is not None:
-            for name, value in self.validate(self.model).items():
-                self.log(f"val/{name}", float(value), prog_bar=name == "HIT_RATE", sync_dist=True)
+    # ---------------------------------------------------------------------- validation ---
+    def val_dataloader(self) -> DataLoader:
+        """One pseudo-batch per epoch: validation ranks a fixed sample of test users in one go,
+        so Lightning's validation hooks (and Optuna's pruning callback) run once per epoch."""
+        return DataLoader([0] if self.validate is not None else [], batch_size=None)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        for name, value in self.validate(self.model).items():
+            self.log(f"val/{name}", float(value), prog_bar=name == "HIT_RATE", batch_size=1)
 
     def configure_optimizers(self):
         if self.optimizer_name == "sparse_adam":
