@@ -38,3 +38,12 @@ def tiny_folder(tmp_path, tiny):
     """The tiny data set written as an EvalRS folder (CSVs only, no parquet cache)."""
     dataset, event_ids = tiny
     return write_evalrs(dataset, tmp_path / "tiny", event_ids, cache=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_wandb_by_default(monkeypatch):
+    """W&B stays off in tests unless a test turns it on (offline) explicitly."""
+    import os
+
+    if "WANDB_MODE" not in os.environ:
+        monkeypatch.setenv("WANDB_MODE", "disabled")

@@ -389,6 +389,30 @@ def _print_run(content: dict, title: str) -> None:
         console.print(f"[yellow]note:[/] {content['notes'][0]}")
 
 
+def _wandb_on(args) -> bool:
+    import os
+
+    return bool(getattr(args, "wandb", True)) and os.environ.get("WANDB_MODE", "").lower() != "disabled"
+
+
+def _best_config(args):
+    """--ckpt best: the best trial of a study, refitted on the full protocol (all folds)."""
+    from tripletlit import config as cfg
+    from tripletlit.tune import study_dir
+
+    name = args.study or "default"
+    folder = study_dir(name, args.studies)
+    best = folder / "best_config.yaml"
+    if not best.is_file():
+        raise TripletlitError(f"--ckpt best: {best} not found; run `tripletlit tune --study {name}` first")
+    config = cfg.load(best)
+    cfg.set_value(config, "folds.n", args.folds if args.folds is not None else 4)
+    out = Path(args.run or args.out or folder / f"best-fit-{time.strftime('%Y%m%d-%H%M%S')}")
+    _refuse_overwrite(out, args.force)
+    console.print(f"refitting the best trial of study [bold]{name}[/] ({best}) on {config.folds.n} folds")
+    return config, out
+
+
 def cmd_fit(args) -> int:
     from tripletlit import config as cfg
     from tripletlit.experiment import run
@@ -403,7 +427,7 @@ def cmd_fit(args) -> int:
             raise TripletlitError(f"{out}: not a run folder (no config.yaml); start a new run without --ckpt last")
         config = cfg.load(out / "config.yaml")
     elif args.ckpt == "best":
-        raise TripletlitError("--ckpt best needs a tuning study (tripletlit tune), which this version does not have yet")
+        config, out = _best_config(args)
     else:
         if args.ckpt:
             ckpt_path = str(args.ckpt)
@@ -420,8 +444,23 @@ def cmd_fit(args) -> int:
         console.print(f"fold {result['fold']}: HIT_RATE {result['metrics']['HIT_RATE']:.4f}, "
                       f"SCORE {result['score']['score']:.4f}  [dim]({time.perf_counter() - started:.0f} s)[/]")  # fmt: skip
 
+    logger_for_fold = None
+    if _wandb_on(args):
+        from tripletlit.tracking import log_summary, wandb_logger
+
+        def logger_for_fold(f, fold_dir):
+            return wandb_logger(name=f"{out.name}-fold{f}", group=out.name, config=cfg.flatten(cfg.to_dict(config)),
+                                directory=out)  # fmt: skip
+
+        inner = on_fold
+
+        def on_fold(result):  # noqa: F811 - wraps the printer: W&B summary of each fold
+            inner(result)
+            log_summary(result)
+
     content = run(config, out, resume=resume, ckpt_path=ckpt_path, on_fold=on_fold,
-                  progress_bar=not args.no_progress, command=["tripletlit", *sys.argv[1:]])  # fmt: skip
+                  progress_bar=not args.no_progress, command=["tripletlit", *sys.argv[1:]],
+                  logger_for_fold=logger_for_fold)  # fmt: skip
     source = config.data.path or f"synthetic '{config.data.preset}'"
     _print_run(content, f"tripletlit fit on {source} ({len(content['folds'])} folds, seed {config.seed})")
     console.print(f"run folder: [bold]{out}[/] (config.yaml, run.json, fold*/checkpoints, predictions, metrics.json) "
@@ -515,6 +554,111 @@ def cmd_ablate(args) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------- tune ---
+def cmd_tune(args) -> int:
+    import multiprocessing as mp
+
+    from rich.live import Live
+
+    from tripletlit.tune import (
+        _worker_process,
+        best_trial,
+        count_states,
+        export_best,
+        importances,
+        load_sweep,
+        open_study,
+        storage_url,
+        study_dir,
+        worker,
+    )
+
+    sweep = load_sweep(args.sweep)
+    if args.study:
+        sweep.study = args.study
+    n_trials = args.trials if args.trials is not None else sweep.n_trials
+    if n_trials < 1:
+        raise TripletlitError(f"--trials must be at least 1, got {n_trials}")
+    root = study_dir(sweep.study, args.studies)
+    root.mkdir(parents=True, exist_ok=True)
+    url = storage_url(sweep, args.storage, args.studies)
+    study = open_study(sweep, url)
+    wandb = _wandb_on(args)
+    started = time.perf_counter()
+
+    def view(study) -> Table:
+        counts = count_states(study)
+        table = Table(title=f"study {sweep.study} ({url})")
+        for column in ("finished / target", "complete", "pruned", "failed", "running", "best", "elapsed"):
+            table.add_column(column, justify="right")
+        finished = counts.get("COMPLETE", 0) + counts.get("PRUNED", 0)
+        try:
+            best = best_trial(study, sweep)
+            best_text = f"#{best.number}: " + ", ".join(f"{v:.4f}" for v in best.values)
+        except (ValueError, TripletlitError):
+            best_text = "-"
+        table.add_row(f"{finished} / {n_trials}", str(counts.get("COMPLETE", 0)), str(counts.get("PRUNED", 0)),
+                      str(counts.get("FAIL", 0)), str(counts.get("RUNNING", 0)), best_text,
+                      f"{time.perf_counter() - started:.0f} s")  # fmt: skip
+        return table
+
+    with Live(view(study), console=console, refresh_per_second=1, transient=False) as live:
+        if args.workers <= 1:
+            worker(sweep, url, n_trials, root, wandb, on_trial=lambda number, state, st: live.update(view(st)))
+        else:
+            context = mp.get_context("spawn")
+            processes = [context.Process(target=_worker_process,
+                                         args=(args.sweep, url, n_trials, str(root), wandb, i))
+                         for i in range(args.workers)]  # fmt: skip
+            for process in processes:
+                process.start()
+            while any(p.is_alive() for p in processes):
+                live.update(view(study))
+                time.sleep(1.0)
+            live.update(view(study))
+            failed = [p.exitcode for p in processes if p.exitcode != 0]
+            if failed:
+                raise TripletlitError(f"{len(failed)} worker(s) exited with an error (codes {failed}); see their output above")
+    _print_study(study, sweep, root, export_best, importances)
+    return 0
+
+
+def _print_study(study, sweep, root, export_best, importances) -> None:
+    from optuna.trial import TrialState
+
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if not trials:
+        console.print("[yellow]no complete trial yet[/]")
+        return
+    sign = 1 if sweep.objectives[0][1] == "maximize" else -1
+    top = sorted(trials, key=lambda t: -sign * t.values[0])[:10]
+    table = Table(title="top trials" if not sweep.multi_objective else "top trials by the first objective")
+    table.add_column("trial", justify="right")
+    for metric, direction in sweep.objectives:
+        table.add_column(f"{metric} ({direction[:3]})", justify="right")
+    keys = list(sweep.space)
+    for key in keys:
+        table.add_column(key, justify="right")
+    for t in top:
+        table.add_row(str(t.number), *(f"{v:.4f}" for v in t.values),
+                      *(f"{t.params[k]:.4g}" if isinstance(t.params.get(k), float) else str(t.params.get(k)) for k in keys))  # fmt: skip
+    console.print(table)
+    if sweep.multi_objective:
+        console.print(f"Pareto front: trials {sorted(t.number for t in study.best_trials)}")
+    else:
+        weights = importances(study)
+        if weights:
+            imp = Table(title="parameter importances (Optuna's default evaluator)")
+            imp.add_column("parameter")
+            imp.add_column("importance", justify="right")
+            for key, value in weights.items():
+                imp.add_row(key, f"{value:.3f}")
+            console.print(imp)
+    path = export_best(study, sweep, root)
+    console.print(f"best config written to [bold]{path}[/]; refit it on all folds with "
+                  f"`tripletlit fit --ckpt best --study {sweep.study}`")  # fmt: skip
+
+
 # --------------------------------------------------------------------------------- parser ---
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -577,8 +721,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Train the triplet-loss model on every fold, predict the test users, evaluate. Every parameter is a "
             "dotted key (also in the saved config.yaml). --ckpt last --run DIR resumes an interrupted run; "
-            "--ckpt PATH starts training from a checkpoint; --ckpt best (the best trial of a tuning study) comes "
-            "with `tripletlit tune`."
+            "--ckpt PATH starts training from a checkpoint. --ckpt best has a meaning of its own (Lightning's fit "
+            "knows no 'best'): take the best trial of a tuning study (--study NAME, default 'default'; written "
+            "by `tripletlit tune` to studies/NAME/best_config.yaml) and refit its config on the full protocol "
+            "(all 4 folds, or --folds N)."
         ),
     )
     source = p.add_mutually_exclusive_group()
@@ -589,11 +735,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed of folds, training and sampling (default 0)")
     p.add_argument("--out", help="run folder (default runs/fit-<time>)")
     p.add_argument("--run", help="run folder to resume (with --ckpt last) or to write")
-    p.add_argument("--ckpt", help="'last' (resume --run DIR) or a checkpoint path to start from")
+    p.add_argument("--ckpt", help="'last' (resume --run DIR), 'best' (refit a study's best trial) or a checkpoint path")
+    p.add_argument("--study", help="with --ckpt best: the study name (default 'default')")
+    p.add_argument("--studies", default="studies", help="folder holding the studies (default studies/)")
     p.add_argument("--force", action="store_true", help="replace an existing, non-empty run folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    _add_wandb_flag(p)
     _add_config_flags(p)
     p.set_defaults(func=cmd_fit)
+
+    p = commands.add_parser("tune", help="an Optuna study over the search space (resumable, multi-worker)")
+    p.add_argument("--trials", type=int, help="finished trials the study should have in total (default: the sweep's)")
+    p.add_argument("--sweep", default=str(_default_sweep()), help="a sweep YAML (default sweeps/default.yaml)")
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite in studies/NAME/; postgresql://..., journal:///path)")
+    p.add_argument("--study", help="study name (default: the sweep's)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine (one trial each)")
+    p.add_argument("--studies", default="studies", help="folder for study folders (default studies/)")
+    _add_wandb_flag(p)
+    p.set_defaults(func=cmd_tune)
 
     p = commands.add_parser("recommend", help="top-k tracks of one user from a fitted run")
     p.add_argument("--run", required=True, help="a `tripletlit fit` run folder")
@@ -640,6 +799,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scoring_flags(p)
     p.set_defaults(func=cmd_baselines)
     return parser
+
+
+def _add_wandb_flag(p) -> None:
+    p.add_argument("--wandb", action=argparse.BooleanOptionalAction, default=True,
+                   help="log to Weights & Biases (offline without an API key; WANDB_MODE=disabled turns it off)")  # fmt: skip
+
+
+def _default_sweep() -> Path:
+    return Path("sweeps") / "default.yaml"
 
 
 def _add_config_flags(p) -> None:

@@ -287,11 +287,18 @@ def run(
     on_fold: Callable[[dict], None] | None = None,
     progress_bar: bool = True,
     command: list[str] | None = None,
+    dataset: Dataset | None = None,
+    fold_indices: list[int] | None = None,
+    callbacks_for_fold: Callable[[int], list] | None = None,
+    logger_for_fold: Callable[[int, Path], object] | None = None,
 ) -> dict:
     """Run the whole protocol into ``out`` (see the module docstring); returns metrics.json's content.
 
     ``resume``: skip folds already complete and continue an incomplete fold from its
     ``checkpoints/last.ckpt``. ``ckpt_path``: start every fold's training from that checkpoint.
+    ``dataset``: an already loaded data set (default: load the config's); ``fold_indices``:
+    only these folds (default all); ``callbacks_for_fold(f)`` / ``logger_for_fold(f, dir)``:
+    extra Lightning callbacks and a logger per fold (used by tuning and W&B).
     """
     from tripletlit.evaluation.song2vec import fold_vectors
 
@@ -307,11 +314,11 @@ def run(
     write_text_atomic(meta_path, json.dumps(meta, indent=1))
 
     started = time.perf_counter()
-    dataset = load_data(config)
+    dataset = load_data(config) if dataset is None else dataset
     load_seconds = time.perf_counter() - started
     folds = fold_config(config)
     per_fold, timings = [], {}
-    for f in range(folds.n_folds):
+    for f in range(folds.n_folds) if fold_indices is None else fold_indices:
         fold_dir = out / f"fold{f}"
         done = fold_dir / FOLD_DONE
         if resume and done.exists():
@@ -326,7 +333,11 @@ def run(
         fold_time = {"split": time.perf_counter() - started}
         last = fold_dir / "checkpoints" / "last.ckpt"
         start_from = str(last) if resume and last.exists() else ckpt_path
-        fitted, fit_time = fit_fold(config, dataset, fold, fold_dir, start_from, progress_bar)
+        fitted, fit_time = fit_fold(
+            config, dataset, fold, fold_dir, start_from, progress_bar,
+            extra_callbacks=callbacks_for_fold(f) if callbacks_for_fold else None,
+            logger=logger_for_fold(f, fold_dir) if logger_for_fold else None,
+        )  # fmt: skip
         fold_time |= fit_time
         started = time.perf_counter()
         predictions = predict_fold(config, fitted, fold)
