@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -40,10 +41,6 @@ def tiny_folder(tmp_path, tiny):
     return write_evalrs(dataset, tmp_path / "tiny", event_ids, cache=False)
 
 
-@pytest.fixture(autouse=True)
-def _no_wandb_by_default(monkeypatch):
-    """W&B stays off in tests unless a test turns it on (offline) explicitly."""
-    import os
-
-    if "WANDB_MODE" not in os.environ:
-        monkeypatch.setenv("WANDB_MODE", "disabled")
+# W&B stays off in tests (also in module- and session-scoped fixtures) unless a test turns it
+# on (offline) explicitly with monkeypatch.setenv("WANDB_MODE", "offline").
+os.environ.setdefault("WANDB_MODE", "disabled")
