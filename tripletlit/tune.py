@@ -228,14 +228,28 @@ def open_storage(url: str, heartbeat: dict):
         path = url[len("journal://"):]
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(path))
+    import inspect
+
+    # Optuna >= 4.9 renamed the retry hook (heartbeat_stale_trial_callback); older releases
+    # only know failed_trial_callback
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # heartbeats and retries are flagged "experimental"
+        if "heartbeat_stale_trial_callback" in inspect.signature(RDBStorage).parameters:
+            from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+            retry = {"heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=2)}
+        else:
+            retry = {"failed_trial_callback": RetryFailedTrialCallback(max_retry=2)}
     try:
-        return RDBStorage(
-            url,
-            heartbeat_interval=int(heartbeat.get("interval", 30)),
-            grace_period=int(heartbeat.get("grace", 90)),
-            failed_trial_callback=RetryFailedTrialCallback(max_retry=2),
-            engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return RDBStorage(
+                url,
+                heartbeat_interval=int(heartbeat.get("interval", 30)),
+                grace_period=int(heartbeat.get("grace", 90)),
+                engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+                **retry,
+            )
     except (ImportError, ModuleNotFoundError) as exc:
         raise TripletlitError(f"storage {url}: missing database driver ({exc}); e.g. pip install 'tripletlit[postgres]'") from None
     except optuna.exceptions.StorageInternalError as exc:
