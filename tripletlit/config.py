@@ -223,13 +223,10 @@ def from_dict(values: dict, base: Config | None = None) -> Config:
 
 def load(path: str | os.PathLike, base: Config | None = None) -> Config:
     """Read a YAML config (a run's ``config.yaml`` or a hand-written one)."""
+    from tripletlit.files import read_yaml
+
     path = Path(path)
-    if not path.is_file():
-        raise TripletlitError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise TripletlitError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    raw = read_yaml(path, "config file") or {}
     if not isinstance(raw, dict):
         raise TripletlitError(f"{path}: a config is a mapping of sections (data, model, loss, ...)")
     raw = raw.get("config", raw) if isinstance(raw.get("config"), dict) else raw

@@ -67,3 +67,18 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def read_yaml(path: str | os.PathLike, what: str = "YAML file"):
+    """Parse a YAML file, or raise a one-line :class:`TripletlitError` naming the file."""
+    import yaml
+
+    from tripletlit.errors import TripletlitError
+
+    path = Path(path)
+    if not path.is_file():
+        raise TripletlitError(f"{path}: {what} not found")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise TripletlitError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None

@@ -32,12 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from tripletlit import config as cfg
 from tripletlit.errors import TripletlitError
 from tripletlit.evaluation.metrics import METRICS
-from tripletlit.files import write_text_atomic
+from tripletlit.files import read_yaml, write_text_atomic
 
 SPACE_TYPES = ("float", "int", "categorical")
 SAMPLERS = ("tpe", "random", "nsgaii", "cmaes")
@@ -96,14 +95,7 @@ def parse_space(raw: dict, source: str = "search space") -> dict:
 
 
 def load_space(path: str | os.PathLike) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise TripletlitError(f"{path}: search space file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise TripletlitError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return parse_space(raw, str(path))
+    return parse_space(read_yaml(path, "search space file"), str(path))
 
 
 # ------------------------------------------------------------------------------- sweeps ---
@@ -193,13 +185,7 @@ def parse_sweep(raw: dict, source: str, base_dir: Path) -> Sweep:
 
 def load_sweep(path: str | os.PathLike) -> Sweep:
     path = Path(path)
-    if not path.is_file():
-        raise TripletlitError(f"{path}: sweep file not found; see sweeps/ for examples")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise TripletlitError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return parse_sweep(raw, str(path), path.parent)
+    return parse_sweep(read_yaml(path, "sweep file (see sweeps/ for examples)"), str(path), path.parent)
 
 
 # ------------------------------------------------------------------------------ studies ---

@@ -22,10 +22,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from tripletlit.errors import TripletlitError
 from tripletlit.evaluation.metrics import METRICS
+from tripletlit.files import read_yaml
 
 GROUPS = {
     "perf": ("HIT_RATE", "MRR"),
@@ -100,10 +99,7 @@ def load_profile(profile: str | os.PathLike | Profile = "evalrs2022") -> Profile
     path = Path(profile)
     if not path.is_file():
         raise TripletlitError(f"score profile {str(profile)!r}: neither a built-in profile ({', '.join(PROFILES)}) nor a YAML file")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise TripletlitError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    raw = read_yaml(path, "score profile")
     if not isinstance(raw, dict) or not isinstance(raw.get("metrics"), dict):
         raise TripletlitError(f"{path}: a score profile needs a 'metrics' mapping of NAME: {{base, best}}")
     unknown = [k for k in raw if k not in ("name", "gate", "weights", "metrics")]
