@@ -39,11 +39,18 @@ test: $(VENV)/.installed-dev
 test-slow: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -m slow
 
+# Benchmarks print side-by-side ratios; figures and how they were measured: benchmarks/README.md
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/bench_data.py
+	$(BIN)/python benchmarks/bench_evaluation.py
+	$(BIN)/python benchmarks/bench_training.py
+	$(BIN)/python benchmarks/bench_quality.py
 
 bench-quick: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/bench_data.py --quick
+	$(BIN)/python benchmarks/bench_evaluation.py --quick
+	$(BIN)/python benchmarks/bench_training.py --quick
+	$(BIN)/python benchmarks/bench_quality.py --quick
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check tripletlit tests benchmarks
