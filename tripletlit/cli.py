@@ -349,7 +349,8 @@ def cmd_baselines(args) -> int:
         console.print(f"[yellow]note:[/] {STAND_IN_NOTE}")
     for name, result in results.items():
         write_metrics({**result, "recommender": name, "data": dataset.name}, out / name / "metrics.json")
-    console.print(f"metrics written to {out}/<baseline>/metrics.json")
+    console.print(f"metrics written to {out}/<baseline>/metrics.json; compare with a run: "
+                  f"tripletlit report RUN (tables per fold are in each metrics.json)")  # fmt: skip
     return 0
 
 
@@ -465,7 +466,22 @@ def cmd_fit(args) -> int:
     _print_run(content, f"tripletlit fit on {source} ({len(content['folds'])} folds, seed {config.seed})")
     console.print(f"run folder: [bold]{out}[/] (config.yaml, run.json, fold*/checkpoints, predictions, metrics.json) "
                   f"in {time.perf_counter() - started:.0f} s")  # fmt: skip
+    _finish_with_report(args, [out])
     return 0
+
+
+def _finish_with_report(args, runs: list[Path], study: Path | None = None) -> None:
+    """Write the report with --report, else say how to get it."""
+    if getattr(args, "report", False):
+        from tripletlit.report import build_report
+
+        out = (runs[0] if runs else study) / "report"
+        html = build_report(runs, out, study)
+        console.print(f"report: [bold]{html}[/]")
+    elif runs:
+        _report_hint(" ".join(str(r) for r in runs))
+    else:
+        _report_hint(f"--study {study.name} --studies {study.parent}")
 
 
 def cmd_recommend(args) -> int:
@@ -551,6 +567,7 @@ def cmd_ablate(args) -> int:
 
     write_metrics(write_metrics_summary, out / "ablations.json")
     console.print(f"per-variant runs in {out}/<variant>/, summary in {out}/ablations.json")
+    _finish_with_report(args, [out / name for name in which])
     return 0
 
 
@@ -558,6 +575,7 @@ def cmd_ablate(args) -> int:
 def cmd_tune(args) -> int:
     import multiprocessing as mp
 
+    import optuna
     from rich.live import Live
 
     from tripletlit.tune import (
@@ -573,6 +591,7 @@ def cmd_tune(args) -> int:
         worker,
     )
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     sweep = load_sweep(args.sweep)
     if args.study:
         sweep.study = args.study
@@ -620,6 +639,7 @@ def cmd_tune(args) -> int:
             if failed:
                 raise TripletlitError(f"{len(failed)} worker(s) exited with an error (codes {failed}); see their output above")
     _print_study(study, sweep, root, export_best, importances)
+    _finish_with_report(args, [], root)
     return 0
 
 
@@ -657,6 +677,33 @@ def _print_study(study, sweep, root, export_best, importances) -> None:
     path = export_best(study, sweep, root)
     console.print(f"best config written to [bold]{path}[/]; refit it on all folds with "
                   f"`tripletlit fit --ckpt best --study {sweep.study}`")  # fmt: skip
+
+
+# --------------------------------------------------------------------------------- report ---
+def cmd_report(args) -> int:
+    from tripletlit.report import build_report, log_to_wandb, panel_files
+
+    study = None
+    if args.study:
+        from tripletlit.tune import study_dir
+
+        study = study_dir(args.study, args.studies)
+    if not args.runs and study is None:
+        raise TripletlitError("give one or more run folders, or --study NAME")
+    default = Path(args.runs[0]) / "report" if args.runs else Path(study) / "report"
+    out = Path(args.out) if args.out else default
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    with _progress() as bar:
+        bar.add_task("drawing the report", total=None)
+        html = build_report([Path(r) for r in args.runs], out, study, formats)
+    if _wandb_on(args):
+        log_to_wandb(panel_files(out))
+    console.print(f"report: [bold]{html}[/] (panels as {', '.join(formats)} beside it)")
+    return 0
+
+
+def _report_hint(target: str) -> None:
+    console.print(f"[dim]see it: tripletlit report {target}[/]")
 
 
 # --------------------------------------------------------------------------------- parser ---
@@ -740,6 +787,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--studies", default="studies", help="folder holding the studies (default studies/)")
     p.add_argument("--force", action="store_true", help="replace an existing, non-empty run folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    p.add_argument("--report", action="store_true", help="write the run's HTML report at the end")
     _add_wandb_flag(p)
     _add_config_flags(p)
     p.set_defaults(func=cmd_fit)
@@ -752,7 +800,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine (one trial each)")
     p.add_argument("--studies", default="studies", help="folder for study folders (default studies/)")
     _add_wandb_flag(p)
+    p.add_argument("--report", action="store_true", help="write the study's HTML report at the end")
     p.set_defaults(func=cmd_tune)
+
+    p = commands.add_parser("report", help="an HTML report (+ PNG/SVG panels) of runs or of a study")
+    p.add_argument("runs", nargs="*", help="run folders of `fit` (or an `ablate` folder); several are compared")
+    p.add_argument("--study", help="a study name (its folder under --studies)")
+    p.add_argument("--studies", default="studies", help="folder holding the studies (default studies/)")
+    p.add_argument("--out", help="report folder (default RUN/report or the study's report/)")
+    p.add_argument("--formats", default="png,svg", help="panel files besides the HTML: png, svg, pdf")
+    _add_wandb_flag(p)
+    p.set_defaults(func=cmd_report)
 
     p = commands.add_parser("recommend", help="top-k tracks of one user from a fitted run")
     p.add_argument("--run", required=True, help="a `tripletlit fit` run folder")
@@ -772,6 +830,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default runs/ablate-<time>)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--report", action="store_true", help="write the comparison report at the end")
     _add_config_flags(p)
     p.set_defaults(func=cmd_ablate)
 

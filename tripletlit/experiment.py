@@ -162,6 +162,9 @@ def make_validator(config: cfg.Config, fold: Fold, dataset: Dataset, index: Inte
         w = profile.weights
         out["score_proxy"] = (w["perf"] * np.mean([norm[m] for m in perf]) + w["fair"] * np.mean([norm[m] for m in fair])) / (
             w["perf"] + w["fair"])  # fmt: skip
+        if profile.gate_metric is not None and out[profile.gate_metric] < profile.gate_min:
+            # gated like the SCORE: a model that stopped hitting is "perfectly fair" (all MREDs 0)
+            out["score_proxy"] = profile.gate_score
         return out
 
     return validate
