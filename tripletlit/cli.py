@@ -248,9 +248,10 @@ def _metrics_table(title: str, columns: dict[str, dict], stand_in: bool | None) 
 def cmd_evaluate(args) -> int:
     from tripletlit.data.evalrs import load_evalrs
     from tripletlit.data.folds import load_fold
-    from tripletlit.evaluation.metrics import METRICS
+    from tripletlit.evaluation.metrics import METRICS, check_predictions
     from tripletlit.evaluation.protocol import (
         STAND_IN_NOTE,
+        align_predictions,
         evaluate,
         read_predictions,
         write_metrics,
@@ -263,6 +264,9 @@ def cmd_evaluate(args) -> int:
         bar.add_task("loading data and fold", total=None)
         dataset = load_evalrs(args.data)
         fold = load_fold(args.folds, args.fold)
+        # check the predictions against the fold before the (slow) song2vec stand-in is trained
+        aligned = align_predictions(predictions, fold.test["user_id"].to_numpy(), str(args.predictions))
+        check_predictions(aligned, len(fold.test), args.k)
         vectors = fold_vectors(Path(args.folds) / f"fold{args.fold}", fold.train, official=dataset.song2vec)
         result = evaluate(predictions, fold, dataset, vectors, profile, args.k)
     table = Table(title=f"{args.predictions} on fold {args.fold} of {args.folds} ({result['users']:,} test users)")
@@ -459,9 +463,26 @@ def cmd_fit(args) -> int:
             inner(result)
             log_summary(result)
 
-    content = run(config, out, resume=resume, ckpt_path=ckpt_path, on_fold=on_fold,
-                  progress_bar=not args.no_progress, command=["tripletlit", *sys.argv[1:]],
-                  logger_for_fold=logger_for_fold)  # fmt: skip
+    from tripletlit.experiment import FOLD_DONE, check_checkpoint
+
+    # unreadable checkpoints are reported before anything is written
+    if ckpt_path is not None:
+        check_checkpoint(ckpt_path)
+    if resume:
+        for last in sorted(out.glob("fold*/checkpoints/last.ckpt")):
+            if not (last.parent.parent / FOLD_DONE).exists():
+                check_checkpoint(last)
+    created = not out.exists()
+    try:
+        content = run(config, out, resume=resume, ckpt_path=ckpt_path, on_fold=on_fold,
+                      progress_bar=not args.no_progress, command=["tripletlit", *args.argv],
+                      logger_for_fold=logger_for_fold)  # fmt: skip
+    except TripletlitError:
+        if created:  # a new run that failed leaves nothing behind
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     source = config.data.path or f"synthetic '{config.data.preset}'"
     _print_run(content, f"tripletlit fit on {source} ({len(content['folds'])} folds, seed {config.seed})")
     console.print(f"run folder: [bold]{out}[/] (config.yaml, run.json, fold*/checkpoints, predictions, metrics.json) "
@@ -556,7 +577,7 @@ def cmd_ablate(args) -> int:
             cfg.set_value(config, key, value)
         console.print(f"[bold]{name}[/] {ABLATIONS[name] or '(paper defaults)'}")
         results[name] = run(config, out / name, progress_bar=not args.no_progress,
-                            command=["tripletlit", *sys.argv[1:]])["summary"]  # fmt: skip
+                            command=["tripletlit", *args.argv])["summary"]  # fmt: skip
     table = _metrics_table(f"ablations (paper Table 4) over the same {base.folds.n} folds, seed {base.seed}",
                            results, any(r["stand_in"] for r in results.values()))  # fmt: skip
     table.add_row("consistency", *(f"{r['consistency']['overall']:.4f}" for r in results.values()))
@@ -887,7 +908,9 @@ def _add_scoring_flags(p) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # recorded in run.json
     try:
         return args.func(args) or 0
     except TripletlitError as exc:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import platform
 import subprocess
 import sys
@@ -212,6 +213,8 @@ def fit_fold(
         user_init, track_init = uniform_init(index.n_users, dim, rng), uniform_init(index.n_tracks, dim, rng)
     timings["init"] = time.perf_counter() - started
 
+    if ckpt_path is not None:
+        check_checkpoint(ckpt_path)
     optimizer = resolve_optimizer(config)
     model = TripletMF(index.n_users, index.n_tracks, dim, sparse=optimizer == "sparse_adam",
                       user_init=user_init, track_init=track_init)  # fmt: skip
@@ -224,7 +227,10 @@ def fit_fold(
     callbacks = [
         NeighbourRefresh(config.sampling.neighbours, config.sampling.direction, config.sampling.extra_neighbours,
                          config.sampling.block_size),
-        ModelCheckpoint(dirpath=fold_dir / "checkpoints", save_last=True, save_top_k=0),
+        # "last.ckpt" rewritten at the end of EVERY epoch, so a killed fold resumes from its last
+        # finished epoch (save_last alone only writes it when a top-k checkpoint is saved)
+        ModelCheckpoint(dirpath=fold_dir / "checkpoints", filename="last", save_top_k=1, every_n_epochs=1,
+                        enable_version_counter=False),
         *(extra_callbacks or []),
     ]  # fmt: skip
     devices = config.train.devices
@@ -242,6 +248,20 @@ def fit_fold(
     timings["train"] = time.perf_counter() - started
     model.cpu()
     return FoldModel(model, index), timings
+
+
+def check_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint's dict, or raise a one-line error (garbage, truncated, not Lightning's)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise TripletlitError(f"checkpoint {path}: file not found") from None
+    except Exception as exc:  # noqa: BLE001 - any failure to read it is a corrupt file for the user
+        raise TripletlitError(f"checkpoint {path} is unreadable ({type(exc).__name__}); delete it or start the fold "
+                              f"again without it") from None  # fmt: skip
+    if not isinstance(state, dict) or "state_dict" not in state or "model.users.weight" not in state["state_dict"]:
+        raise TripletlitError(f"checkpoint {path} is not a tripletlit checkpoint (no model tables)")
+    return state
 
 
 def _trainer(L, config: cfg.Config, devices, callbacks, logger, fold_dir: Path, progress_bar: bool):
@@ -337,12 +357,24 @@ def run(
         fold_time = {"split": time.perf_counter() - started}
         last = fold_dir / "checkpoints" / "last.ckpt"
         start_from = str(last) if resume and last.exists() else ckpt_path
+        if start_from is not None:
+            check_checkpoint(start_from)
+        log = fold_dir / "logs" / "metrics.csv"
+        earlier = log.with_name("metrics-before-resume.csv")
+        if start_from is not None and log.exists():
+            # Lightning's CSV logger starts a new file on resume: keep the first part's curves aside
+            os.replace(log, earlier)
         fitted, fit_time = fit_fold(
             config, dataset, fold, fold_dir, start_from, progress_bar,
             extra_callbacks=callbacks_for_fold(f) if callbacks_for_fold else None,
             logger=logger_for_fold(f, fold_dir) if logger_for_fold else None,
         )  # fmt: skip
         fold_time |= fit_time
+        if earlier.exists():  # one log with the curves from before and after the resume
+            parts = [pd.read_csv(earlier)] + ([pd.read_csv(log)] if log.exists() else [])
+            with atomic_path(log) as tmp:
+                pd.concat(parts, ignore_index=True).to_csv(tmp, index=False)
+            earlier.unlink()
         started = time.perf_counter()
         predictions = predict_fold(config, fitted, fold)
         with atomic_path(fold_dir / "predictions.parquet") as tmp:

@@ -85,4 +85,9 @@ def row_weights(train: pd.DataFrame, users: pd.DataFrame, config: WeightConfig |
     weight = sum(coefficients[t] * thetas[t] for t in TRAITS)
     if config.combine == "average":
         weight = weight / sum(coefficients.values())
+    if not np.isfinite(weight).all() or np.abs(weight).max(initial=0) > np.finfo(np.float32).max:
+        from tripletlit.errors import TripletlitError
+
+        raise TripletlitError(f"row weights overflow float32 (largest coefficient {max(coefficients.values()):g}); "
+                              "use smaller weights.* coefficients (only their ratios matter)")  # fmt: skip
     return np.asarray(weight, dtype=np.float32)
