@@ -44,7 +44,7 @@ def wandb_records(path: Path) -> list:
 
 
 def read_run(path: Path) -> dict:
-    run, config, summary, history = None, {}, {}, set()
+    run, config, summary, history, values = None, {}, {}, set(), {}
     for record in wandb_records(path):
         kind = record.WhichOneof("record_type")
         if kind == "run":
@@ -55,9 +55,12 @@ def read_run(path: Path) -> dict:
         elif kind == "summary":
             summary |= {u.key or "/".join(u.nested_key): u.value_json for u in record.summary.update}
         elif kind == "history":
-            history |= {i.key or "/".join(i.nested_key) for i in record.history.item}
+            for item in record.history.item:
+                key = item.key or "/".join(item.nested_key)
+                history.add(key)
+                values[key] = item.value_json
     return {"group": run.run_group, "name": run.display_name, "project": run.project, "config": config,
-            "summary": summary, "history": history}  # fmt: skip
+            "summary": summary, "history": history, "history_values": values}  # fmt: skip
 
 
 def _runs(folder: Path) -> list[dict]:
@@ -109,3 +112,20 @@ def test_tune_records_one_run_per_trial(monkeypatch, tmp_path):
     for run in runs:
         assert {"loss.lambda_user", "loss.lambda_song", "train.lr", "trial"} <= set(run["config"])
         assert "SCORE" in run["summary"] and "objective_0" in run["summary"]
+
+
+def test_report_panels_go_to_wandb_as_images(monkeypatch, tmp_path):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "run"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert main(["fit", *TINY, "--out", str(out)]) == 0
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert main(["report", str(out), "--formats", "png"]) == 0
+    runs = _runs(out)
+    assert len(runs) == 1 and runs[0]["name"] == "run-report" and runs[0]["group"] == "run"
+    keys = {p["key"] for p in json.loads((out / "report" / "panels.json").read_text())["panels"]}
+    # each image is recorded as report/<panel>/{_type, path, sha256, ...}
+    logged = {k.split("/")[1] for k in runs[0]["history"] if k.startswith("report/")}
+    assert logged == keys and "miss_rate_slices" in logged
+    image_types = {runs[0]["history_values"].get(f"report/{k}/_type") for k in keys}
+    assert image_types == {'"image-file"'}

@@ -498,6 +498,12 @@ def _finish_with_report(args, runs: list[Path], study: Path | None = None) -> No
 
         out = (runs[0] if runs else study) / "report"
         html = build_report(runs, out, study)
+        if _wandb_on(args):
+            from tripletlit.report import panel_files
+            from tripletlit.tracking import log_report
+
+            source = runs[0] if runs else study
+            log_report(panel_files(out), source.name, source)
         console.print(f"report: [bold]{html}[/]")
     elif runs:
         _report_hint(" ".join(str(r) for r in runs))
@@ -702,7 +708,7 @@ def _print_study(study, sweep, root, export_best, importances) -> None:
 
 # --------------------------------------------------------------------------------- report ---
 def cmd_report(args) -> int:
-    from tripletlit.report import build_report, log_to_wandb, panel_files
+    from tripletlit.report import build_report, panel_files
 
     study = None
     if args.study:
@@ -718,7 +724,10 @@ def cmd_report(args) -> int:
         bar.add_task("drawing the report", total=None)
         html = build_report([Path(r) for r in args.runs], out, study, formats)
     if _wandb_on(args):
-        log_to_wandb(panel_files(out))
+        from tripletlit.tracking import log_report
+
+        source = Path(args.runs[0]) if args.runs else Path(study)
+        log_report(panel_files(out), source.name, source)
     console.print(f"report: [bold]{html}[/] (panels as {', '.join(formats)} beside it)")
     return 0
 

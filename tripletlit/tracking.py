@@ -52,3 +52,21 @@ def log_summary(summary: dict, objective_values: list[float] | None = None) -> N
         values |= {f"objective_{i}": v for i, v in enumerate(objective_values)}
     wandb.run.summary.update({k: v for k, v in values.items() if v is not None})
     wandb.finish()
+
+
+def log_report(panels: dict[str, Path], name: str, directory: Path, project: str = PROJECT) -> bool:
+    """Log a report's panels as images in a W&B run of their own (job type "report", group =
+    ``name``, the run or study it shows). Returns False when W&B is disabled."""
+    if wandb_mode() == "disabled":
+        return False
+    import wandb
+
+    from tripletlit.report import log_to_wandb
+
+    directory.mkdir(parents=True, exist_ok=True)
+    wandb.init(project=project, name=f"{name}-report", group=name, job_type="report", dir=str(directory),
+               mode=wandb_mode(), reinit="finish_previous")  # fmt: skip
+    try:
+        return log_to_wandb(panels)
+    finally:
+        wandb.finish()
