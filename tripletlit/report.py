@@ -559,9 +559,9 @@ def plot_history(study):
 
 
 def plot_importances(study):
-    """fANOVA importance of each parameter (per objective), guarded for too few trials."""
+    """Importance of each parameter (per objective) with Optuna's default evaluator (no
+    scikit-learn needed, unlike fANOVA), guarded for too few trials."""
     import optuna
-    from optuna.importance import FanovaImportanceEvaluator
 
     objectives = _objectives(study)
     trials = _complete(study)
@@ -575,9 +575,8 @@ def plot_importances(study):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     target = None if len(objectives) == 1 else (lambda t, i=i: t.values[i])
-                    results.append((metric, optuna.importance.get_param_importances(
-                        study, evaluator=FanovaImportanceEvaluator(seed=0), target=target)))  # fmt: skip
-            except (RuntimeError, ValueError, ZeroDivisionError) as exc:
+                    results.append((metric, optuna.importance.get_param_importances(study, target=target)))
+            except (RuntimeError, ValueError, ZeroDivisionError, ImportError) as exc:
                 reason = f"importances could not be computed: {str(exc).splitlines()[0]}"
                 results = []
                 break
@@ -597,7 +596,7 @@ def plot_importances(study):
     ax.set_yticks(y, params)
     ax.invert_yaxis()
     ax.set_xlim(0, 1.1)
-    ax.set_xlabel(f"importance (fANOVA, {len(trials)} complete trials; few trials make this rough)")
+    ax.set_xlabel(f"importance (Optuna's default evaluator, {len(trials)} complete trials; few trials make this rough)")
     ax.legend(loc="lower right", title="objective")
     ax.grid(axis="x", alpha=0.3)
     return fig
@@ -851,7 +850,7 @@ STUDY_PANELS = (
     ("study_history", "Optimisation history", "plot_history",
      "Objective value of every complete trial and the best value so far."),
     ("study_importances", "Parameter importances", "plot_importances",
-     "fANOVA importances (Optuna); with few trials they are rough."),
+     "Parameter importances (Optuna's default evaluator); with few trials they are rough."),
     ("study_parallel", "Parallel coordinates of the top trials", "plot_parallel",
      "Each line is a trial; parameters are scaled to [0, 1] over their search range (log where the space is), "
      "the ends of each axis are labelled; the best trial is red."),
