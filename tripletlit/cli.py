@@ -353,8 +353,8 @@ def cmd_baselines(args) -> int:
         console.print(f"[yellow]note:[/] {STAND_IN_NOTE}")
     for name, result in results.items():
         write_metrics({**result, "recommender": name, "data": dataset.name}, out / name / "metrics.json")
-    console.print(f"metrics written to {out}/<baseline>/metrics.json; compare with a run: "
-                  f"tripletlit report RUN (tables per fold are in each metrics.json)")  # fmt: skip
+    console.print(f"metrics written to {out}/<baseline>/metrics.json")
+    _report_hint(" ".join(str(out / name) for name in results) + " [RUN ...]")
     return 0
 
 
