@@ -47,9 +47,14 @@ def top_k(
     out_idx = np.full((len(users), k), -1, dtype=np.int64)
     out_score = np.full((len(users), k), -np.inf, dtype=np.float32)
     with torch.no_grad():
+        # one score buffer reused by every batch: a fresh (batch, n_items) matrix per batch costs
+        # about a third of the matrix product in page faults at catalogue scale
+        buffer = torch.empty((min(batch_size, max(len(users), 1)), n_items), dtype=item_vectors.dtype,
+                             device=item_vectors.device)  # fmt: skip
         for start in range(0, len(users), batch_size):
             rows = users[start : start + batch_size]
-            scores = user_vectors[torch.from_numpy(rows).to(user_vectors.device)] @ item_vectors.T
+            scores = buffer[: len(rows)]
+            torch.mm(user_vectors[torch.from_numpy(rows).to(user_vectors.device)], item_vectors.T, out=scores)
             if seen is not None:
                 _mask_seen(scores, seen, rows)
             values, index = torch.topk(scores, k_eff, dim=1)

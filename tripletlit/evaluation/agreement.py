@@ -18,9 +18,10 @@ def gini_impurity(owner: np.ndarray, category: np.ndarray, n_owners: int) -> np.
     """``1 - sum_c p_c^2`` of the categories of each owner (owners 0..n_owners-1; an owner
     with no rows gets NaN). ``owner`` and ``category`` are integer arrays of equal length."""
     owner = np.asarray(owner, dtype=np.int64)
-    _, cat = np.unique(category, return_inverse=True)
+    cat = pd.factorize(np.asarray(category))[0].astype(np.int64)  # hash-based: no sort of all rows
     key = owner * (int(cat.max(initial=0)) + 1) + cat
-    pairs, counts = np.unique(key, return_counts=True)
+    codes, pairs = pd.factorize(key)
+    counts = np.bincount(codes, minlength=len(pairs))
     pair_owner = pairs // (int(cat.max(initial=0)) + 1)
     totals = np.bincount(owner, minlength=n_owners).astype(np.float64)
     squares = np.bincount(pair_owner, weights=counts.astype(np.float64) ** 2, minlength=n_owners)
