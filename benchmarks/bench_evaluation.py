@@ -31,8 +31,8 @@ high-water mark at ``exec``). Medians over ``--repeat`` runs are reported.
 
 Usage::
 
-    python benchmarks/bench_evaluation.py            # full fold scale, ~5 min
-    python benchmarks/bench_evaluation.py --quick    # 5K users x 40K tracks, < 2 min
+    python benchmarks/bench_evaluation.py            # full fold scale, ~6 min on a quiet machine
+    python benchmarks/bench_evaluation.py --quick    # 5K users x 40K tracks, ~80 s
     python benchmarks/bench_evaluation.py --real     # fold 0 of generate("evalrs") instead
     python benchmarks/bench_evaluation.py --profile  # + one cProfile'd full-scale run of ours
 """
