@@ -26,18 +26,13 @@ from tripletlit import config as cfg
 from tripletlit.cli import ABLATIONS
 from tripletlit.data.folds import FoldConfig
 from tripletlit.data.synthetic import generate
-from tripletlit.evaluation.baselines import BASELINES
+from tripletlit.evaluation.baselines import BASELINES, make_baseline
 from tripletlit.evaluation.metrics import METRICS
 from tripletlit.evaluation.protocol import run_protocol
 from tripletlit.evaluation.song2vec import fold_vectors
 from tripletlit.experiment import run
 
 MREDS = [m for m in METRICS if m.startswith("MRED")]
-
-
-def _baseline(name: str, seed: int):
-    cls = BASELINES[name]
-    return cls(seed=seed) if name != "popularity" else cls()
 
 
 def main() -> None:
@@ -65,7 +60,7 @@ def main() -> None:
 
             for name in BASELINES:
                 started = time.perf_counter()
-                result = run_protocol(lambda name=name, seed=seed: _baseline(name, seed), dataset, folds, vectors_for)
+                result = run_protocol(lambda name=name, seed=seed: make_baseline(name, seed), dataset, folds, vectors_for)
                 scores.setdefault(name, []).append(result["summary"])
                 seconds.setdefault(name, []).append(time.perf_counter() - started)
                 console.print(f"seed {seed} {name}: SCORE {result['summary']['score']['score']:.3f}")

@@ -308,15 +308,9 @@ def _load_or_generate(args):
     return generate(args.preset, seed=args.data_seed)[0]
 
 
-def _baseline(cls, seed: int):
-    import inspect
-
-    return cls(seed=seed) if "seed" in inspect.signature(cls).parameters else cls()
-
-
 def cmd_baselines(args) -> int:
     from tripletlit.data.folds import FoldConfig
-    from tripletlit.evaluation.baselines import BASELINES
+    from tripletlit.evaluation.baselines import BASELINES, make_baseline
     from tripletlit.evaluation.protocol import STAND_IN_NOTE, run_protocol, write_metrics
     from tripletlit.evaluation.song2vec import fold_vectors
 
@@ -340,7 +334,7 @@ def cmd_baselines(args) -> int:
         for name in which:
             task = bar.add_task(f"{name}: {config.n_folds} folds", total=config.n_folds)
             results[name] = run_protocol(
-                lambda name=name: _baseline(BASELINES[name], args.seed),
+                lambda name=name: make_baseline(name, args.seed),
                 dataset, config, vectors_for, profile, on_fold=lambda _, task=task: bar.advance(task),
             )  # fmt: skip
     stand_in = any(r["summary"]["stand_in"] for r in results.values())

@@ -255,3 +255,13 @@ BASELINES = {
     "popularity": PopularityRecommender,
     "cbow": CBOWRecommender,
 }
+
+
+def make_baseline(name: str, seed: int = 0) -> Recommender:
+    """A fresh baseline by name, seeded when it takes a seed (popularity is deterministic)."""
+    import inspect
+
+    if name not in BASELINES:
+        raise TripletlitError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
+    cls = BASELINES[name]
+    return cls(seed=seed) if "seed" in inspect.signature(cls).parameters else cls()
