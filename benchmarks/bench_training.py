@@ -7,7 +7,9 @@ notes) and a one-line summary, and saves every figure to ``benchmarks/out/traini
 Variants, all on the same EvalRS-scale training fold (d = 128, batch 512):
 
 - ``ours``: the product's path - ``TripletLitModule`` + ``NeighbourRefresh`` under a Lightning
-  ``Trainer`` on CPU, sparse Adam (what ``resolve_optimizer`` picks there), all three loss terms,
+  ``Trainer`` on CPU, the fused lazy Adam (what ``resolve_optimizer`` picks there: gradients
+  and SparseAdam's update in one numba kernel, ``train.fused_batches`` batches per Lightning
+  step; ``--optimizer`` measures another), all three loss terms,
   popularity weights on, ``torch.set_num_threads(train.cpu_threads = 1)``, no progress bar, no
   logger, no checkpointing; ``limit_train_batches`` batches of one epoch. Throughput = rows /
   (fit wall - pool refresh); the refresh (``neighbour_pools`` on the initial vectors, timed
@@ -201,6 +203,8 @@ def child_ours(spec: dict) -> dict:
     config.train.batch_size = spec["batch_size"]
     config.train.accelerator = "cpu"
     config.train.cpu_threads = spec["threads"]
+    if spec.get("optimizer"):
+        config.train.optimizer = spec["optimizer"]
     t_load = time.perf_counter()
     train, index, weights = _load_fold(spec)
     user_init, track_init = _initial_tables(index, spec["dim"], config.seed)
@@ -211,7 +215,10 @@ def child_ours(spec: dict) -> dict:
     loss = config.loss
     module = TripletLitModule(model, index, weights, loss.lambda_user, loss.lambda_song,
                               (loss.margin_user_song, loss.margin_user_user, loss.margin_song_song),
-                              config.train.lr, config.train.batch_size, optimizer, config.seed)  # fmt: skip
+                              config.train.lr, config.train.batch_size, optimizer, config.seed,
+                              fused_batches=config.train.fused_batches)  # fmt: skip
+    # a Lightning step is fused_batches batches of batch_size rows on the fused path
+    per_step = module.fused_batches
 
     profiling = bool(spec.get("profile"))
     if profiling:
@@ -258,9 +265,10 @@ def child_ours(spec: dict) -> dict:
 
     s = config.sampling
     refresh = TimedRefresh(s.neighbours, s.direction, s.extra_neighbours, s.block_size)
-    clock = StepClock(min(50, spec["batches"] // 5))
+    steps = max(2, -(-spec["batches"] // per_step))
+    clock = StepClock(min(50, steps // 5))
     with quiet_lightning():
-        trainer = L.Trainer(max_epochs=1, limit_train_batches=spec["batches"], accelerator="cpu", devices=1,
+        trainer = L.Trainer(max_epochs=1, limit_train_batches=steps, accelerator="cpu", devices=1,
                             callbacks=[refresh, clock], logger=False, enable_progress_bar=False,
                             enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
                             use_distributed_sampler=False)  # fmt: skip
@@ -270,7 +278,7 @@ def child_ours(spec: dict) -> dict:
         trainer.fit(module)
         fit_s = time.perf_counter() - t0
     refresh_s = sum(t["wall_s"] for t in refresh.timings)
-    batches = clock.batches
+    batches = clock.batches * per_step
     rows = batches * spec["batch_size"]
     out = {
         "wall_s": fit_s - refresh_s,
@@ -280,7 +288,7 @@ def child_ours(spec: dict) -> dict:
         "fit_s": fit_s,
         "refresh_s": refresh_s,
         "refresh": refresh.timings,
-        "steady_rows_per_s": (batches - clock.warm) * spec["batch_size"] / (clock.t1 - clock.t0),
+        "steady_rows_per_s": (clock.batches - clock.warm) * per_step * spec["batch_size"] / (clock.t1 - clock.t0),
         "optimizer": optimizer,
         "threads_in_fit": threads_in_fit,
         "load_s": load_s,
@@ -690,7 +698,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic preset")
     p.add_argument("--dim", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--batches", type=int, help="our batches per run (default 3000; 600 with --quick)")
+    p.add_argument("--optimizer", default="auto", choices=("auto", "fused", "sparse_adam", "adam"),
+                   help="train.optimizer of ours (default auto: the fused lazy Adam on one CPU)")
+    p.add_argument("--batches", type=int, help="our batches of --batch-size rows per run (default 12000; 1200 with --quick)")
     p.add_argument("--repeat", type=int, help="runs of ours (default 3; 2 with --quick)")
     p.add_argument("--ref-batches", type=int, help="timed reference batches (default 100; 40 with --quick)")
     p.add_argument("--ref-warmup", type=int, help="reference warm-up batches (default 20; 10 with --quick)")
@@ -745,7 +755,7 @@ def main(argv=None) -> int:
 
     quick = args.quick
     preset = args.preset or ("medium" if quick else "evalrs")
-    batches = args.batches or (600 if quick else 3000)
+    batches = args.batches or (1200 if quick else 12000)
     repeat = args.repeat or (2 if quick else 3)
     ref_batches = args.ref_batches or (40 if quick else 100)
     ref_warmup = args.ref_warmup or (10 if quick else 20)
@@ -789,8 +799,8 @@ def main(argv=None) -> int:
                   f"prep: generate {preset}, split fold 0, cache parquet", key="wall_s", timed=False)  # fmt: skip
         prep = stages.get("prep", {}).get("median_run")
 
-        stage("ours", {"batches": batches, "threads": 1}, repeat,
-              f"ours: Lightning + sparse Adam, {batches} batches of {args.batch_size}")
+        stage("ours", {"batches": batches, "threads": 1, "optimizer": args.optimizer}, repeat,
+              f"ours: Lightning + {args.optimizer} optimizer, {batches} batches of {args.batch_size}")
         ours = stages["ours"]
         n_users = ours["median_run"]["n_users"]
 

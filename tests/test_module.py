@@ -12,6 +12,7 @@ import torch
 
 from tripletlit.callbacks import NeighbourRefresh
 from tripletlit.data.folds import FoldConfig, make_fold
+from tripletlit.fused import FusedAdam
 from tripletlit.losses import TERMS
 from tripletlit.model import TripletMF
 from tripletlit.module import EpochBatches, TripletLitModule
@@ -195,27 +196,47 @@ def test_fit_is_deterministic(tiny_fold, tmp_path):
     torch.testing.assert_close(tables[0], tables[1], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize(("optimizer", "sparse"), [("adam", False), ("sparse_adam", True)])
-def test_both_optimizers_take_a_step(tiny_fold, tmp_path, optimizer, sparse):
+@pytest.mark.parametrize(("optimizer", "sparse", "kind"),
+                         [("adam", False, torch.optim.Adam), ("sparse_adam", True, torch.optim.SparseAdam),
+                          ("fused", False, FusedAdam)])  # fmt: skip
+def test_each_optimizer_takes_a_step(tiny_fold, tmp_path, optimizer, sparse, kind):
     index, weights, _ = tiny_fold
     module = tiny_module(index, weights, optimizer=optimizer, sparse=sparse)
     before = module.model.tracks.weight.detach().clone()
-    trainer = make_trainer(tmp_path, 1, [NeighbourRefresh()], max_steps=1)
+    trainer = make_trainer(tmp_path, 1, [NeighbourRefresh()], limit_train_batches=1)
     trainer.fit(module)
+    # autograd paths: one Lightning step = one Adam step; fused: fused_batches Adam steps
     assert trainer.global_step == 1
+    if optimizer == "fused":
+        steps = int(trainer.optimizers[0].state[module.model.users.weight]["step"])
+        assert steps == min(module.fused_batches, -(-len(weights) // module.batch_size))
     assert np.isfinite(float(trainer.callback_metrics["train/loss"]))
     after = module.model.tracks.weight.detach()
     changed = (after != before).any(dim=1)
     assert changed.any()
     assert torch.isfinite(after).all()
-    assert isinstance(trainer.optimizers[0], torch.optim.SparseAdam if sparse else torch.optim.Adam)
+    assert isinstance(trainer.optimizers[0], kind)
+
+
+def test_fused_training_matches_sparse_adam_on_the_same_batches(tiny_fold, tmp_path):
+    """fused_batches=1 draws the same triplets per batch as the autograd path: after two
+    epochs (two pool refreshes) both tables agree with torch's SparseAdam run."""
+    index, weights, _ = tiny_fold
+    tables = {}
+    for optimizer in ("sparse_adam", "fused"):
+        module = tiny_module(index, weights, seed=5, optimizer=optimizer, sparse=optimizer == "sparse_adam",
+                             fused_batches=1)  # fmt: skip
+        make_trainer(tmp_path, 2, [NeighbourRefresh()]).fit(module)
+        tables[optimizer] = (module.model.users.weight.detach().clone(), module.model.tracks.weight.detach().clone())
+    for ours, theirs in zip(tables["fused"], tables["sparse_adam"]):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
 
 
 def test_training_step_without_pools_says_what_is_missing(tiny_fold):
     index, weights, _ = tiny_fold
     module = tiny_module(index, weights)
     with pytest.raises(RuntimeError, match="NeighbourRefresh"):
-        module.triplets(np.arange(4))
+        module.triplets(np.arange(4), 0)
 
 
 # -------------------------------------------------------------------------- EpochBatches ---

@@ -68,7 +68,8 @@ class TrainConfig:
     epochs: int = 2
     batch_size: int = 512
     lr: float = 1e-3
-    optimizer: str = "auto"  # auto (sparse Adam on CPU, Adam elsewhere) | adam | sparse_adam
+    optimizer: str = "auto"  # auto (fused on one CPU, Adam elsewhere) | fused | adam | sparse_adam
+    fused_batches: int = 64  # fused optimizer: Adam steps (batches) per Lightning step
     accelerator: str = "auto"
     devices: str = "1"
     strategy: str = "auto"
@@ -109,13 +110,13 @@ CHOICES = {
     "folds.strategy": ("random", "last"),
     "model.init": ("word2vec", "uniform"),
     "sampling.direction": ("closest", "farthest"),
-    "train.optimizer": ("auto", "adam", "sparse_adam"),
+    "train.optimizer": ("auto", "fused", "adam", "sparse_adam"),
     "weights.combine": ("sum", "average"),
     "weights.activity_by": ("plays", "songs"),
 }
 POSITIVE = ("model.embedding_dim", "train.epochs", "train.batch_size", "train.lr", "predict.k", "predict.horizon",
             "sampling.neighbours", "sampling.block_size", "folds.n", "folds.min_count", "model.w2v_workers",
-            "train.cpu_threads", "model.w2v_epochs")  # fmt: skip
+            "train.cpu_threads", "model.w2v_epochs", "train.fused_batches")  # fmt: skip
 NON_NEGATIVE = ("model.w2v_sample", "loss.lambda_user", "loss.lambda_song", "loss.margin_user_song", "loss.margin_user_user",
                 "loss.margin_song_song", "weights.gender", "weights.country", "weights.artist", "weights.song",
                 "weights.activity", "sampling.extra_neighbours", "train.val_users")  # fmt: skip

@@ -93,11 +93,17 @@ def resolve_accelerator(config: cfg.Config) -> str:
 
 
 def resolve_optimizer(config: cfg.Config) -> str:
-    """Sparse (lazy) Adam pays off on one CPU process; dense Adam elsewhere (NCCL needs dense)."""
-    if config.train.optimizer != "auto":
-        return config.train.optimizer
+    """The fused lazy Adam (:mod:`tripletlit.fused`) on one CPU process; dense Adam elsewhere
+    (GPUs, and DDP, whose NCCL/gloo all-reduce wants dense gradients)."""
     single = str(config.train.devices) in ("1", "auto") and config.train.strategy in ("auto", "single_device")
-    return "sparse_adam" if resolve_accelerator(config) == "cpu" and single else "adam"
+    cpu = resolve_accelerator(config) == "cpu"
+    if config.train.optimizer != "auto":
+        if config.train.optimizer in ("fused", "sparse_adam") and not (cpu and single):
+            raise TripletlitError(f"train.optimizer={config.train.optimizer} runs on one CPU process only; use "
+                                  f"train.optimizer=adam (or auto) with accelerator {config.train.accelerator!r}, "
+                                  f"devices {config.train.devices!r}, strategy {config.train.strategy!r}")  # fmt: skip
+        return config.train.optimizer
+    return "fused" if cpu and single else "adam"
 
 
 @contextlib.contextmanager
@@ -223,7 +229,7 @@ def fit_fold(
         model, index, weights, config.loss.lambda_user, config.loss.lambda_song,
         (config.loss.margin_user_song, config.loss.margin_user_user, config.loss.margin_song_song),
         config.train.lr, config.train.batch_size, optimizer, config.seed + fold.index,
-        validate=make_validator(config, fold, dataset, index),
+        validate=make_validator(config, fold, dataset, index), fused_batches=config.train.fused_batches,
     )  # fmt: skip
     callbacks = [
         NeighbourRefresh(config.sampling.neighbours, config.sampling.direction, config.sampling.extra_neighbours,

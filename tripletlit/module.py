@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from tripletlit.errors import TripletlitError
+from tripletlit.fused import FusedAdam
 from tripletlit.losses import TERMS, composite_loss
 from tripletlit.model import TripletMF
 from tripletlit.sampling import Interactions, Pools, draw_triplets
@@ -77,8 +78,11 @@ class TripletLitModule(L.LightningModule):
     """Training of :class:`~tripletlit.model.TripletMF` with the paper's composite loss.
 
     ``interactions``: the fold's training rows as indices; ``row_weight``: (N,) per-row weight;
-    ``loss``: lambda_user, lambda_song and the three margins; ``optimizer``: "adam" or
-    "sparse_adam" (lazy Adam on sparse rows; needs ``model`` built with ``sparse=True``);
+    ``loss``: lambda_user, lambda_song and the three margins; ``optimizer``: "adam" (autograd,
+    dense Adam: GPUs, DDP), "sparse_adam" (autograd, torch's lazy SparseAdam; needs ``model``
+    built with ``sparse=True``) or "fused" (one CPU: :class:`~tripletlit.fused.FusedAdam`
+    computes the gradients itself and applies SparseAdam's update, ``fused_batches`` batches of
+    ``batch_size`` rows per Lightning step, with Lightning's manual optimisation);
     ``validate``: optional callable(model) -> metric dict, logged as ``val/<NAME>`` each epoch.
     """
 
@@ -95,11 +99,18 @@ class TripletLitModule(L.LightningModule):
         optimizer: str = "adam",
         seed: int = 0,
         validate: Callable[[TripletMF], dict] | None = None,
+        fused_batches: int = 64,
     ):
         super().__init__()
+        if optimizer not in ("adam", "sparse_adam", "fused"):
+            raise ValueError(f"unknown optimizer {optimizer!r}")
+        # the fused optimizer computes its own gradients: Lightning must not run backward
+        self.automatic_optimization = optimizer != "fused"
+        self.fused_batches = fused_batches if optimizer == "fused" else 1
         self.model = model
         self.interactions = interactions
-        self.row_weight = torch.from_numpy(np.asarray(row_weight, dtype=np.float32))
+        self.row_weight_np = np.ascontiguousarray(row_weight, dtype=np.float32)
+        self.row_weight = torch.from_numpy(self.row_weight_np)
         self.lambda_user, self.lambda_song, self.margins = lambda_user, lambda_song, tuple(margins)
         self.lr, self.batch_size, self.optimizer_name, self.seed = lr, batch_size, optimizer, seed
         self.validate = validate
@@ -108,26 +119,39 @@ class TripletLitModule(L.LightningModule):
         self.hparams.update(
             {"lambda_user": lambda_user, "lambda_song": lambda_song, "margins": list(margins), "lr": lr,
              "batch_size": batch_size, "optimizer": optimizer, "seed": seed, "embedding_dim": model.dim,
+             "fused_batches": self.fused_batches,
              "n_users": interactions.n_users, "n_tracks": interactions.n_tracks}
         )  # fmt: skip
 
     # ---------------------------------------------------------------------------- data ---
     def train_dataloader(self) -> DataLoader:
         world = self.trainer.world_size if self._trainer is not None else 1
-        batches = EpochBatches(len(self.row_weight), self.batch_size, self.seed, self.global_rank, world)
+        # the fused path takes fused_batches consecutive batches per Lightning step: the same rows
+        # in the same order, one Adam step per batch_size rows
+        chunk = self.batch_size * self.fused_batches
+        batches = EpochBatches(len(self.row_weight), chunk, self.seed, self.global_rank, world)
         return DataLoader(RowIndex(len(self.row_weight)), batch_sampler=batches, collate_fn=_identity)
 
-    def triplets(self, rows: np.ndarray):
-        """Draw the triplets of a batch (seeded by seed, epoch, step and rank: resumable)."""
+    def triplets(self, rows: np.ndarray, batch_idx: int):
+        """Draw the triplets of a batch (seeded by seed, epoch, batch and rank: resumable)."""
         if self.pools is None:
             raise RuntimeError("negative pools are not set: add the NeighbourRefresh callback to the Trainer")
-        rng = np.random.default_rng([self.seed, self.current_epoch, self.global_step, self.global_rank])
+        rng = np.random.default_rng([self.seed, self.current_epoch, batch_idx, self.global_rank])
         return draw_triplets(self.interactions, self.pools, rows, rng, self._pair_keys)
+
+    def _check_finite(self, total: float) -> None:
+        if not np.isfinite(total):
+            raise TripletlitError(
+                f"the training loss became {total} at epoch {self.current_epoch}; "
+                "lower train.lr or the weight coefficients"
+            )
 
     # ------------------------------------------------------------------------ training ---
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        if not self.automatic_optimization:
+            return self._fused_step(batch, batch_idx)
         rows = batch.cpu().numpy()
-        t = self.triplets(rows)
+        t = self.triplets(rows, batch_idx)
         device = self.model.users.weight.device
         users, tracks = self.model.users, self.model.tracks
 
@@ -140,15 +164,32 @@ class TripletLitModule(L.LightningModule):
             weight=self.row_weight[batch.cpu()].to(device),
             lambda_user=self.lambda_user, lambda_song=self.lambda_song, margins=self.margins,
         )  # fmt: skip
-        if not torch.isfinite(total):
-            raise TripletlitError(
-                f"the training loss became {total.item()} at epoch {self.current_epoch}, step {self.global_step}; "
-                "lower train.lr or the weight coefficients"
-            )
-        self.log("train/loss", total, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(rows))
-        for name in TERMS:
-            self.log(f"train/loss_{name}", terms[name], on_step=False, on_epoch=True, batch_size=len(rows))
+        self._check_finite(total.item())
+        self._log_losses(total, terms, len(rows))
         return total
+
+    def _fused_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        rows = batch.numpy()
+        t = self.triplets(rows, batch_idx)
+        optimizer = self.optimizers()  # Lightning's wrapper: its step() counts the global step
+
+        def closure():
+            return optimizer.optimizer.train(t, self.row_weight_np[rows], self.batch_size, self.lambda_user,
+                                             self.lambda_song, self.margins)  # fmt: skip
+
+        losses = optimizer.step(closure=closure)
+        # the chunk's loss: batch means weighted by batch length (the last batch may be short)
+        sizes = np.minimum(self.batch_size, len(rows) - self.batch_size * np.arange(len(losses)))
+        mean = sizes @ losses / len(rows)
+        self._check_finite(float(mean[0]))
+        total = torch.tensor(mean[0])
+        self._log_losses(total, {name: torch.tensor(mean[i + 1]) for i, name in enumerate(TERMS)}, len(rows))
+        return total
+
+    def _log_losses(self, total: torch.Tensor, terms: dict, rows: int) -> None:
+        self.log("train/loss", total, on_step=True, on_epoch=True, prog_bar=True, batch_size=rows)
+        for name in TERMS:
+            self.log(f"train/loss_{name}", terms[name], on_step=False, on_epoch=True, batch_size=rows)
 
     # ---------------------------------------------------------------------- validation ---
     def val_dataloader(self) -> DataLoader:
@@ -161,6 +202,8 @@ class TripletLitModule(L.LightningModule):
             self.log(f"val/{name}", float(value), prog_bar=name == "HIT_RATE", batch_size=1)
 
     def configure_optimizers(self):
+        if self.optimizer_name == "fused":
+            return FusedAdam([self.model.users.weight, self.model.tracks.weight], lr=self.lr)
         if self.optimizer_name == "sparse_adam":
             return torch.optim.SparseAdam(list(self.model.parameters()), lr=self.lr)
         if self.optimizer_name == "adam":
