@@ -56,8 +56,12 @@ def brute_force_pools(index, vectors, n_neighbours, extra_neighbours, direction)
     return out
 
 
-def assert_pools_equal_brute_force(index, vectors, n_neighbours=5, extra_neighbours=50, direction="closest"):
-    pools = neighbour_pools(index, torch.as_tensor(vectors), n_neighbours, direction, extra_neighbours)
+def assert_pools_equal_brute_force(
+    index, vectors, n_neighbours=5, extra_neighbours=50, direction="closest", block_size=4096
+):
+    pools = neighbour_pools(
+        index, torch.as_tensor(vectors), n_neighbours, direction, extra_neighbours, block_size
+    )
     expected = brute_force_pools(index, vectors, n_neighbours, extra_neighbours, direction)
     for u, (pool, neighbour, rank) in enumerate(expected):
         got = pools.tracks[pools.indptr[u] : pools.indptr[u + 1]]
@@ -97,6 +101,18 @@ def random_interactions(rng, n_users=30, n_tracks=40, density=0.2):
     return Interactions.from_rows(users[perm] * 7 + 100, tracks[perm] * 13 + 5)
 
 
+def nested_interactions(rng, n_users=70, n_tracks=6):
+    """A tiny catalogue, 1-3 tracks per user skewed to track 0, and a sixth of the users with all
+    of it: many users' nearest neighbours heard nothing new to them, so pools often come from the
+    extra neighbours (the second search) and some users (the complete ones) get none at all."""
+    skew = np.array([8, 4, 2, 1, 1, 1]) / 17
+    users, tracks = [], []
+    for u, k in enumerate(rng.choice([1, 1, 1, 2, 3, n_tracks], size=n_users)):
+        users += [u] * k
+        tracks += rng.choice(n_tracks, size=k, replace=False, p=None if k == n_tracks else skew).tolist()
+    return Interactions.from_rows(np.array(users), np.array(tracks))
+
+
 def angle_vectors(n):
     """2-d unit vectors at growing angles (gaps 10, 11.3, 12.6, ... degrees, so no two distances
     tie): user 0's neighbours are 1, 2, 3, ... in order."""
@@ -127,18 +143,20 @@ def test_from_rows_builds_both_adjacencies():
 
 
 @pytest.mark.parametrize("direction", ["closest", "farthest"])
-def test_nearest_users_blocked_equals_unblocked_and_excludes_self(direction):
+@pytest.mark.parametrize("n", [1, 7, 22])
+def test_nearest_users_blocked_equals_unblocked_and_excludes_self(direction, n):
+    # tiles smaller than n, not dividing 23, one row, the whole matrix; n = 22 = every other user
     vectors = torch.from_numpy(np.random.default_rng(1).normal(size=(23, 6)).astype(np.float32))
-    small = nearest_users(vectors, 7, direction, block_size=3)
-    large = nearest_users(vectors, 7, direction, block_size=10_000)
-    np.testing.assert_array_equal(small, large)
-    assert small.shape == (23, 7)
-    assert not (small == np.arange(23)[:, None]).any()
+    large = nearest_users(vectors, n, direction, block_size=10_000)
+    for block_size in (1, 2, 3, 5, 22, 23):
+        np.testing.assert_array_equal(nearest_users(vectors, n, direction, block_size), large)
+    assert large.shape == (23, n)
+    assert not (large == np.arange(23)[:, None]).any()
     unit = torch.nn.functional.normalize(vectors, dim=1).double().numpy()
     sims = unit @ unit.T
     for u in range(23):
         order = np.argsort(-sims[u] if direction == "closest" else sims[u])
-        np.testing.assert_array_equal(small[u], [o for o in order if o != u][:7])
+        np.testing.assert_array_equal(large[u], [o for o in order if o != u][:n])
 
 
 def test_nearest_users_caps_at_other_users_and_rejects_bad_direction():
@@ -159,6 +177,52 @@ def test_pools_equal_brute_force_on_random_data(direction, seed):
     vectors = rng.normal(size=(index.n_users, 8)).astype(np.float32)
     assert_pools_equal_brute_force(index, vectors, direction=direction)
     assert_pools_equal_brute_force(index, vectors, n_neighbours=2, extra_neighbours=1, direction=direction)
+
+
+@pytest.mark.parametrize("direction", ["closest", "farthest"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("block_size", [4, 32, 4096])
+def test_pools_equal_brute_force_when_many_users_need_extra_neighbours(direction, seed, block_size):
+    # the second search (users the first n_neighbours did not serve): fewer pending users than
+    # a block (padded GEMM), several blocks, the first neighbours masked out; n_neighbours = 0
+    # sends every user through it
+    rng = np.random.default_rng(seed)
+    index = nested_interactions(rng)
+    vectors = rng.normal(size=(index.n_users, 8)).astype(np.float32)
+    for n_neighbours, extra in ((1, 10), (2, 50), (0, 6), (3, 0)):
+        pools = assert_pools_equal_brute_force(index, vectors, n_neighbours, extra, direction, block_size)
+        assert pools.fallback_uniform > 0
+        if n_neighbours <= 1 and extra:  # the second search served someone
+            assert pools.fallback_more > 0
+    # the same walk whether the first neighbours come from the tiled or the row search
+    tiled = neighbour_pools(index, torch.from_numpy(vectors), 6, direction, 0, block_size)
+    rows = neighbour_pools(index, torch.from_numpy(vectors), 0, direction, 6, block_size)
+    for field in ("indptr", "tracks", "neighbour", "neighbour_rank"):
+        np.testing.assert_array_equal(getattr(tiled, field), getattr(rows, field))
+    assert tiled.fallback_uniform == rows.fallback_uniform
+
+
+@pytest.mark.parametrize("block_size", [4, 16, 32])
+def test_pool_search_memory_is_bounded_by_the_block(monkeypatch, block_size):
+    # every similarity product is at most max(block_size, 16) x U (16: the padded row search),
+    # never U x U
+    rng = np.random.default_rng(0)
+    index = nested_interactions(rng)
+    vectors = torch.from_numpy(rng.normal(size=(index.n_users, 8)).astype(np.float32))
+    shapes = []
+    matmul = torch.matmul
+
+    def recording_matmul(a, b, *args, **kwargs):
+        out = matmul(a, b, *args, **kwargs)
+        shapes.append(tuple(out.shape))
+        return out
+
+    monkeypatch.setattr(torch, "matmul", recording_matmul)
+    pools = neighbour_pools(index, vectors, 1, "closest", 10, block_size)
+    monkeypatch.undo()
+    assert pools.fallback_more > 0 and shapes
+    assert max(r for r, _ in shapes) <= max(block_size, 16)
+    assert max(r * c for r, c in shapes) <= max(block_size, 16) * index.n_users
 
 
 @pytest.fixture(scope="module")

@@ -100,41 +100,132 @@ class Pools:
         return np.diff(self.indptr)
 
 
+# BLAS kernels can round a row differently when only a handful of rows is multiplied (MKL takes
+# GEMV / small-matrix paths below ~4 rows); gathered row sets are padded to this many rows so
+# that their similarities are bitwise those of the tiled pass (checked on the EvalRS-scale fold).
+_MIN_GEMM_ROWS = 16
+
+
+def _unit_vectors(user_vectors: torch.Tensor) -> torch.Tensor:
+    """The rows of ``user_vectors`` scaled to unit length (float32, detached, contiguous)."""
+    return torch.nn.functional.normalize(user_vectors.detach().float(), dim=1).contiguous()
+
+
+def _merge_top(values: torch.Tensor, indices: torch.Tensor, new_values: torch.Tensor,
+               new_indices: torch.Tensor, n: int) -> None:  # fmt: skip
+    """In place: ``values`` / ``indices`` (R, n) := the ``n`` best of them and the new candidates."""
+    both = torch.cat([values, new_values], dim=1)
+    top_values, top = torch.topk(both, n, dim=1)
+    indices.copy_(torch.gather(torch.cat([indices, new_indices], dim=1), 1, top))
+    values.copy_(top_values)
+
+
+def _search_all(unit: torch.Tensor, n: int, sign: float, tile: int) -> np.ndarray:
+    """(U, n) columns of the ``n`` largest ``sign * cos`` of every row, best first, self excluded.
+
+    The similarity matrix is symmetric, so only its tiles on and above the diagonal are
+    multiplied (half the flops of a row-blocked search): tile (I, J), J >= I, gives top-n
+    candidates to the rows of I, and its transpose (copied into a second buffer, so the top-k
+    runs along contiguous rows) to the rows of J. Each row keeps a running top-n (O(U x n)).
+    Memory: two (tile, tile) buffers. The sign is folded into the left operand (negation is
+    exact). With the MKL kernels used here a tile, its transpose and any row/column subset hold
+    bitwise the same values as a full ``unit @ unit.T`` (checked on the EvalRS-scale fold), so
+    the result equals a dense search up to exact ties; another BLAS could differ in the last
+    bit, which can only swap neighbours whose similarities tie to float32 precision.
+    """
+    n_users = unit.shape[0]
+    out = np.empty((n_users, n), dtype=np.int64)
+    if n_users == 0 or n <= 0:
+        return out
+    left = unit if sign > 0 else -unit
+    tile = max(1, min(tile, n_users))
+    best = torch.full((n_users, n), -torch.inf, dtype=unit.dtype, device=unit.device)
+    best_ids = torch.full((n_users, n), -1, dtype=torch.int64, device=unit.device)
+    buf = torch.empty((tile, tile), dtype=unit.dtype, device=unit.device)
+    buf_t = torch.empty((tile, tile), dtype=unit.dtype, device=unit.device)
+    for a in range(0, n_users, tile):
+        b = min(a + tile, n_users)
+        for c in range(a, n_users, tile):
+            e = min(c + tile, n_users)
+            sims = torch.matmul(left[a:b], unit[c:e].T, out=buf[: b - a, : e - c])
+            if c == a:
+                sims.diagonal().fill_(-torch.inf)
+            values, ids = torch.topk(sims, min(n, e - c), dim=1)
+            _merge_top(best[a:b], best_ids[a:b], values, ids + c, n)
+            if c != a:
+                sims_t = buf_t[: e - c, : b - a]
+                sims_t.copy_(sims.T)
+                values, ids = torch.topk(sims_t, min(n, b - a), dim=1)
+                _merge_top(best[c:e], best_ids[c:e], values, ids + a, n)
+    out[:] = best_ids.cpu().numpy()
+    return out
+
+
+def _search_rows(
+    unit: torch.Tensor, rows: np.ndarray, n: int, sign: float, block_size: int, exclude: np.ndarray
+) -> np.ndarray:
+    """(R, n) columns of the ``n`` largest ``sign * cos`` of the users ``rows``, best first,
+    skipping self and ``exclude`` (R, c) (neighbours already walked); ``block_size`` rows at a
+    time against all users: memory O(block_size x U)."""
+    n_users = unit.shape[0]
+    out = np.empty((len(rows), n), dtype=np.int64)
+    if len(rows) == 0 or n <= 0:
+        return out
+    left = unit if sign > 0 else -unit
+    device = unit.device
+    buf_rows = max(min(block_size, len(rows)), _MIN_GEMM_ROWS)
+    buf = torch.empty((buf_rows, n_users), dtype=unit.dtype, device=device)
+    for start in range(0, len(rows), block_size):
+        stop = min(start + block_size, len(rows))
+        ids = torch.from_numpy(rows[start:stop]).to(device)
+        padded = ids
+        if len(ids) < _MIN_GEMM_ROWS:  # repeat the first row: GEMM path, same rounding
+            padded = torch.cat([ids, ids[:1].expand(_MIN_GEMM_ROWS - len(ids))])
+        sims = torch.matmul(left[padded], unit.T, out=buf[: len(padded)])[: len(ids)]
+        local = torch.arange(stop - start, device=device)
+        sims[local, ids] = -torch.inf
+        if exclude.shape[1]:
+            sims[local[:, None], torch.from_numpy(exclude[start:stop]).to(device)] = -torch.inf
+        out[start:stop] = torch.topk(sims, n, dim=1).indices.cpu().numpy()
+    return out
+
+
 def nearest_users(
     user_vectors: torch.Tensor, n: int, direction: str = "closest", block_size: int = 4096
 ) -> np.ndarray:
     """(U, n) indices of each user's ``n`` nearest (or farthest) users by cosine, self excluded,
-    computed ``block_size`` rows at a time: memory O(block_size x U), never U x U."""
+    computed on (block_size, block_size) tiles of the similarity matrix, only those on and
+    above its diagonal: memory O(block_size^2 + U x n), never U x U."""
     if direction not in ("closest", "farthest"):
         raise ValueError(f"direction must be 'closest' or 'farthest', got {direction!r}")
     with torch.no_grad():
-        unit = torch.nn.functional.normalize(user_vectors.detach().float(), dim=1)
-        n_users = unit.shape[0]
-        n = min(n, n_users - 1)
-        out = np.empty((n_users, max(n, 0)), dtype=np.int64)
-        if n <= 0:
-            return out
-        sign = 1.0 if direction == "closest" else -1.0
-        for start in range(0, n_users, block_size):
-            stop = min(start + block_size, n_users)
-            sims = sign * (unit[start:stop] @ unit.T)
-            sims[torch.arange(stop - start), torch.arange(start, stop)] = -torch.inf
-            out[start:stop] = torch.topk(sims, n, dim=1).indices.cpu().numpy()
-    return out
+        unit = _unit_vectors(user_vectors)
+        n = max(min(n, unit.shape[0] - 1), 0)
+        return _search_all(unit, n, 1.0 if direction == "closest" else -1.0, block_size)
 
 
 def _set_difference(index: Interactions, users: np.ndarray, others: np.ndarray, keys: np.ndarray):
-    """For each (user, other) pair: the other's tracks minus the user's, flattened.
+    """For each (user, other) pair: the other's tracks minus the user's.
 
-    Returns (owner position into ``users``, track) of every surviving candidate.
+    Returns (counts, tracks): ``counts[p]`` tracks survive for pair p, and ``tracks`` holds them
+    pair after pair, each pair's in the other's (ascending) track order. All pairs' candidates
+    are gathered at once; membership is one ``searchsorted`` of their pair keys into ``keys``
+    (:meth:`Interactions.pair_keys`).
     """
-    lengths = np.diff(index.user_indptr)[others]
-    owner = np.repeat(np.arange(len(users)), lengths)
-    starts = np.repeat(index.user_indptr[others], lengths)
-    offsets = np.arange(len(owner)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    tracks = index.user_tracks[starts + offsets]
-    keep = ~index.heard(users[owner], tracks, keys)
-    return owner[keep], tracks[keep]
+    indptr = index.user_indptr
+    lengths = indptr[others + 1] - indptr[others]
+    ends = np.cumsum(lengths)
+    # candidate i of pair p sits at user_tracks[indptr[other_p] + i]
+    positions = np.repeat(indptr[others] - (ends - lengths), lengths)
+    positions += np.arange(len(positions))
+    tracks = index.user_tracks[positions]
+    query = np.repeat(users.astype(np.int64) * index.n_tracks, lengths)
+    query += tracks
+    found = np.searchsorted(keys, query)
+    np.minimum(found, len(keys) - 1, out=found)
+    keep = keys[found] != query
+    kept_before = np.concatenate([[0], np.cumsum(keep)])
+    return kept_before[ends] - kept_before[ends - lengths], tracks[keep]
 
 
 def neighbour_pools(
@@ -150,32 +241,61 @@ def neighbour_pools(
     Walks each user's ``n_neighbours`` neighbours in order and takes the first non-empty set
     difference (the paper); users still without a pool try up to ``extra_neighbours`` more,
     then fall back to uniform unheard tracks.
+
+    Two searches: the ``n_neighbours`` nearest of every user (:func:`_search_all`: symmetric
+    tiles, memory O(block_size^2)); then, only for the users none of those served (usually
+    none), the next ``extra_neighbours`` (the first ones masked out; :func:`_search_rows`:
+    memory O(block_size x U)). This equals one search for ``n_neighbours + extra_neighbours``
+    without paying for the longer top-k on every user. Each walk step is one vectorised set
+    difference over the users still pending (after step 0, usually none).
     """
+    if direction not in ("closest", "farthest"):
+        raise ValueError(f"direction must be 'closest' or 'farthest', got {direction!r}")
     keys = index.pair_keys()
     n_users = index.n_users
-    total = min(n_users - 1, max(n_neighbours, n_neighbours + extra_neighbours))
-    neighbours = nearest_users(user_vectors, total, direction, block_size)
+    total = max(min(n_users - 1, max(n_neighbours, n_neighbours + extra_neighbours)), 0)
+    first = max(min(n_neighbours, total), 0)
+    sign = 1.0 if direction == "closest" else -1.0
     chosen = np.full(n_users, -1, dtype=np.int64)
     rank = np.full(n_users, -1, dtype=np.int64)
-    owners, tracks = [], []
+    sizes = np.zeros(n_users, dtype=np.int64)
+    steps = []  # per walk step: (users served, their pool sizes, their pools concatenated)
     pending = np.arange(n_users)
-    for j in range(neighbours.shape[1]):
-        if len(pending) == 0:
-            break
-        other = neighbours[pending, j]
-        owner, track = _set_difference(index, pending, other, keys)
-        got = np.unique(owner)
-        owners.append(pending[owner])
-        tracks.append(track)
-        chosen[pending[got]] = other[got]
-        rank[pending[got]] = j
-        pending = np.setdiff1d(pending, pending[got], assume_unique=True)
-    owner = np.concatenate(owners) if owners else np.zeros(0, np.int64)
-    track = np.concatenate(tracks) if tracks else np.zeros(0, np.int64)
-    order = np.argsort(owner, kind="stable")
+
+    def walk(columns: np.ndarray, offset: int) -> None:
+        """Walk ``columns`` (row i: the next neighbours of ``pending[i]``) in order."""
+        nonlocal pending
+        row = np.arange(len(pending))
+        for j in range(columns.shape[1]):
+            if len(pending) == 0:
+                break
+            other = columns[row, j]
+            counts, track = _set_difference(index, pending, other, keys)
+            got = counts > 0
+            served = pending[got]
+            steps.append((served, counts[got], track))
+            sizes[served] = counts[got]
+            chosen[served] = other[got]
+            rank[served] = offset + j
+            pending, row = pending[~got], row[~got]
+
+    with torch.no_grad():
+        unit = _unit_vectors(user_vectors)
+        nearest = _search_all(unit, first, sign, block_size)
+        walk(nearest, 0)
+        if len(pending) and total > first:
+            extra = _search_rows(unit, pending, total - first, sign, block_size, nearest[pending])
+            walk(extra, first)
+    if len(steps) == 1:  # the usual case: step 0 served users in ascending order
+        track = steps[0][2]
+    elif steps:  # pools of several steps: order them by user
+        owner = np.concatenate([np.repeat(served, counts) for served, counts, _ in steps])
+        track = np.concatenate([t for _, _, t in steps])[np.argsort(owner, kind="stable")]
+    else:
+        track = np.zeros(0, np.int64)
     return Pools(
-        indptr=np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=n_users))]),
-        tracks=track[order],
+        indptr=np.concatenate([[0], np.cumsum(sizes)]),
+        tracks=track,
         neighbour=chosen,
         neighbour_rank=rank,
         fallback_more=int((rank >= n_neighbours).sum()),
