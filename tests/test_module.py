@@ -268,20 +268,21 @@ def test_epoch_batches_depend_on_seed_and_epoch_only():
 
 
 @pytest.mark.parametrize("n_rows", [1000, 1001])
-def test_epoch_batches_shard_across_two_ranks(n_rows):
-    ranks = [EpochBatches(n_rows, 64, seed=3, rank=r, world_size=2) for r in range(2)]
-    for r in ranks:
-        r.set_epoch(4)
-    rows = [_rows(r) for r in ranks]
-    assert len(list(ranks[0])) == len(list(ranks[1])) == len(ranks[0]) == len(ranks[1])
-    assert len(rows[0]) == len(rows[1])
-    assert set(rows[0]) | set(rows[1]) == set(range(n_rows))
-    overlap = np.intersect1d(rows[0], rows[1])
-    assert len(overlap) == (0 if n_rows % 2 == 0 else 1)  # only the wrap-around padding repeats
-    single = EpochBatches(n_rows, 64, seed=3)
+def test_epoch_batches_shard_global_batches_across_two_ranks(n_rows):
+    sampler = EpochBatches(n_rows, 64, seed=3, world_size=2)
+    sampler.set_epoch(4)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == -(-n_rows // 128)
+    parts = [np.concatenate([EpochBatches.part(b, r, 2) for b in batches]) for r in range(2)]
+    # both ranks take the same number of steps, parts differ by one row at most
+    assert all(abs(len(EpochBatches.part(b, 0, 2)) - len(EpochBatches.part(b, 1, 2))) <= 1 for b in batches)
+    # every row exactly once per epoch: no padding, no dropped rows
+    np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(n_rows))
+    # global batch b is exactly batch b of one process with twice the batch size
+    single = EpochBatches(n_rows, 128, seed=3)
     single.set_epoch(4)
-    order = _rows(single)
-    np.testing.assert_array_equal(rows[0][: n_rows // 2], order[0::2][: n_rows // 2])
+    for ours, theirs in zip(batches, single, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
 
 
 # ------------------------------------------------------------------ checkerboard answer ---

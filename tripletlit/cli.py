@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -414,7 +415,10 @@ def _best_config(args):
 
 def cmd_fit(args) -> int:
     from tripletlit import config as cfg
-    from tripletlit.experiment import run
+    from tripletlit.experiment import follower, run
+
+    if follower():
+        return _follow_fit(args)
 
     resume = args.ckpt == "last"
     ckpt_path = None
@@ -467,6 +471,8 @@ def cmd_fit(args) -> int:
             if not (last.parent.parent / FOLD_DONE).exists():
                 check_checkpoint(last)
     created = not out.exists()
+    # under DDP, Lightning re-runs this command for each extra device: they find the run here
+    os.environ[RUN_DIR_ENV] = str(out.resolve())
     try:
         content = run(config, out, resume=resume, ckpt_path=ckpt_path, on_fold=on_fold,
                       progress_bar=not args.no_progress, command=["tripletlit", *args.argv],
@@ -482,6 +488,33 @@ def cmd_fit(args) -> int:
     console.print(f"run folder: [bold]{out}[/] (config.yaml, run.json, fold*/checkpoints, predictions, metrics.json) "
                   f"in {time.perf_counter() - started:.0f} s")  # fmt: skip
     _finish_with_report(args, [out])
+    return 0
+
+
+RUN_DIR_ENV = "TRIPLETLIT_RUN_DIR"
+
+
+def _follow_fit(args) -> int:
+    """A non-zero DDP rank re-running `fit`: train every fold beside rank 0 in silence.
+
+    Same config and folds as rank 0 (the same command line and seed); no folder checks or
+    writes, no W&B, no output: rank 0 owns the run folder, whose path it passes in the
+    environment (its default name has a time stamp).
+    """
+    from tripletlit import config as cfg
+    from tripletlit.experiment import run
+
+    if args.ckpt == "last":
+        out = Path(args.run)
+        config = cfg.load(out / "config.yaml")
+    elif args.ckpt == "best":
+        config, out = _best_config(args)
+    else:
+        config = _config_from_args(args)
+        out = Path(args.run or args.out or "runs/fit")
+    out = Path(os.environ.get(RUN_DIR_ENV, out))
+    ckpt_path = args.ckpt if args.ckpt not in (None, "last", "best") else None
+    run(config, out, resume=args.ckpt == "last", ckpt_path=ckpt_path, progress_bar=False)
     return 0
 
 
@@ -898,10 +931,13 @@ def _add_config_flags(p) -> None:
 
     group = p.add_argument_group("parameters (dotted keys; defaults = the paper's)")
     defaults = cfg.flatten(cfg.to_dict(cfg.Config()))
+    # Lightning's own names for the device flags, beside their dotted keys
+    short = {"train.devices": "--devices", "train.strategy": "--strategy", "train.accelerator": "--accelerator"}
     for key in cfg.KEYS:
         if key in ("seed", "data.path", "data.preset", "folds.n"):
             continue
-        group.add_argument(f"--{key}", dest=key, default=None, metavar="V", help=f"(default {defaults[key]})")
+        names = [f"--{key}", *([short[key]] if key in short else [])]
+        group.add_argument(*names, dest=key, default=None, metavar="V", help=f"(default {defaults[key]})")
 
 
 def _add_scoring_flags(p) -> None:

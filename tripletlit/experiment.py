@@ -92,6 +92,21 @@ def resolve_accelerator(config: cfg.Config) -> str:
     return accelerator
 
 
+def follower() -> bool:
+    """Whether this process is a non-zero rank of a multi-process launch.
+
+    Lightning's ``ddp`` strategy re-runs the command line in one child process per extra
+    device with ``LOCAL_RANK`` set; torchrun sets ``RANK``, SLURM ``SLURM_PROCID``. A follower
+    trains alongside rank 0 (same data, folds and config) but writes and prints nothing:
+    checkpoints, logs, predictions and metrics come from rank 0 alone.
+    """
+    for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"):
+        value = os.environ.get(var, "0")
+        if value.isdigit() and int(value) > 0:
+            return True
+    return False
+
+
 def resolve_optimizer(config: cfg.Config) -> str:
     """The fused lazy Adam (:mod:`tripletlit.fused`) on one CPU process; dense Adam elsewhere
     (GPUs, and DDP, whose NCCL/gloo all-reduce wants dense gradients)."""
@@ -333,16 +348,19 @@ def run(
     """
     from tripletlit.evaluation.song2vec import fold_vectors
 
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "config.yaml", cfg.dump(config))
-    meta_path = out / "run.json"
-    meta = json.loads(meta_path.read_text()) if resume and meta_path.exists() else {}
-    meta.update({
-        "seed": config.seed, "git_revision": git_revision(), "versions": environment(),
-        "command": command or sys.argv, "resumed": resume, "optimizer": resolve_optimizer(config),
-        "accelerator": resolve_accelerator(config), "started": meta.get("started", time.strftime("%Y-%m-%dT%H:%M:%S")),
-    })  # fmt: skip
-    write_text_atomic(meta_path, json.dumps(meta, indent=1))
+    lead = not follower()  # under DDP only rank 0 writes, predicts and evaluates
+    if lead:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / "config.yaml", cfg.dump(config))
+        meta_path = out / "run.json"
+        meta = json.loads(meta_path.read_text()) if resume and meta_path.exists() else {}
+        meta.update({
+            "seed": config.seed, "git_revision": git_revision(), "versions": environment(),
+            "command": command or sys.argv, "resumed": resume, "optimizer": resolve_optimizer(config),
+            "accelerator": resolve_accelerator(config), "devices": config.train.devices,
+            "strategy": config.train.strategy, "started": meta.get("started", time.strftime("%Y-%m-%dT%H:%M:%S")),
+        })  # fmt: skip
+        write_text_atomic(meta_path, json.dumps(meta, indent=1))
 
     started = time.perf_counter()
     dataset = load_data(config) if dataset is None else dataset
@@ -368,7 +386,7 @@ def run(
             check_checkpoint(start_from)
         log = fold_dir / "logs" / "metrics.csv"
         earlier = log.with_name("metrics-before-resume.csv")
-        if start_from is not None and log.exists():
+        if lead and start_from is not None and log.exists():
             # Lightning's CSV logger starts a new file on resume: keep the first part's curves aside
             os.replace(log, earlier)
         fitted, fit_time = fit_fold(
@@ -377,6 +395,8 @@ def run(
             logger=logger_for_fold(f, fold_dir) if logger_for_fold else None,
         )  # fmt: skip
         fold_time |= fit_time
+        if not lead:
+            continue
         if earlier.exists():  # one log with the curves from before and after the resume
             parts = [pd.read_csv(earlier)] + ([pd.read_csv(log)] if log.exists() else [])
             with atomic_path(log) as tmp:
@@ -399,6 +419,8 @@ def run(
         timings[f] = fold_time
         if on_fold is not None:
             on_fold(result)
+    if not lead:
+        return {}
     summary = summarise(per_fold, _profile(config))
     content = {
         "folds": per_fold,

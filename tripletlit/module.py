@@ -19,7 +19,7 @@ from tripletlit.errors import TripletlitError
 from tripletlit.fused import FusedAdam
 from tripletlit.losses import TERMS, composite_loss
 from tripletlit.model import TripletMF
-from tripletlit.sampling import Interactions, Pools, draw_triplets
+from tripletlit.sampling import Interactions, Pools, Triplets, draw_triplets
 
 
 class RowIndex(Dataset):
@@ -39,35 +39,38 @@ class RowIndex(Dataset):
 
 
 class EpochBatches(Sampler):
-    """Batches of a fresh permutation of the rows every epoch, sharded across ranks.
+    """Global batches of a fresh permutation of the rows every epoch.
 
     The permutation depends only on (seed, epoch) - Lightning calls :meth:`set_epoch` - so a
-    resumed run sees the same batches. Each of ``world_size`` ranks takes every
-    ``world_size``-th row of the permutation (padded by wrapping around so that all ranks run
-    the same number of batches, as ``DistributedSampler`` does).
+    resumed run sees the same batches. Each step yields the GLOBAL batch: ``world_size *
+    batch_size`` consecutive rows of the permutation (the last one shorter). Every rank
+    receives it, draws the triplets of the whole global batch with the same seed and trains on
+    its own part (:meth:`part`: every ``world_size``-th row from ``rank``; parts differ by one
+    row at most, and the module scales each rank's loss so that DDP's gradient average is the
+    mean over the global batch). So a run on N devices with batch B takes the same steps as
+    one process with batch N x B, without padding or dropped rows.
     """
 
-    def __init__(self, n_rows: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(self, n_rows: int, batch_size: int, seed: int = 0, world_size: int = 1):
         self.n_rows, self.batch_size, self.seed = n_rows, batch_size, seed
-        self.rank, self.world_size, self.epoch = rank, world_size, 0
+        self.world_size, self.epoch = world_size, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _shard_size(self) -> int:
-        return -(-self.n_rows // self.world_size)
-
     def __len__(self) -> int:
-        return -(-self._shard_size() // self.batch_size)
+        return -(-self.n_rows // (self.batch_size * self.world_size))
 
     def __iter__(self):
         order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n_rows)
-        total = self._shard_size() * self.world_size
-        if total > self.n_rows:
-            order = np.concatenate([order, order[: total - self.n_rows]])
-        shard = order[self.rank :: self.world_size]
-        for start in range(0, len(shard), self.batch_size):
-            yield shard[start : start + self.batch_size]
+        step = self.batch_size * self.world_size
+        for start in range(0, self.n_rows, step):
+            yield order[start : start + step]
+
+    @staticmethod
+    def part(rows, rank: int, world_size: int):
+        """The rows of a global batch that rank ``rank`` of ``world_size`` trains on."""
+        return rows[rank::world_size]
 
 
 def _identity(batch):
@@ -125,18 +128,21 @@ class TripletLitModule(L.LightningModule):
 
     # ---------------------------------------------------------------------------- data ---
     def train_dataloader(self) -> DataLoader:
-        world = self.trainer.world_size if self._trainer is not None else 1
         # the fused path takes fused_batches consecutive batches per Lightning step: the same rows
         # in the same order, one Adam step per batch_size rows
         chunk = self.batch_size * self.fused_batches
-        batches = EpochBatches(len(self.row_weight), chunk, self.seed, self.global_rank, world)
+        batches = EpochBatches(len(self.row_weight), chunk, self.seed, self._world_size())
         return DataLoader(RowIndex(len(self.row_weight)), batch_sampler=batches, collate_fn=_identity)
 
+    def _world_size(self) -> int:
+        return self.trainer.world_size if self._trainer is not None else 1
+
     def triplets(self, rows: np.ndarray, batch_idx: int):
-        """Draw the triplets of a batch (seeded by seed, epoch, batch and rank: resumable)."""
+        """Draw the triplets of a (global) batch, seeded by seed, epoch and batch: resumable, and
+        the same on every rank."""
         if self.pools is None:
             raise RuntimeError("negative pools are not set: add the NeighbourRefresh callback to the Trainer")
-        rng = np.random.default_rng([self.seed, self.current_epoch, batch_idx, self.global_rank])
+        rng = np.random.default_rng([self.seed, self.current_epoch, batch_idx])
         return draw_triplets(self.interactions, self.pools, rows, rng, self._pair_keys)
 
     def _check_finite(self, total: float) -> None:
@@ -152,6 +158,10 @@ class TripletLitModule(L.LightningModule):
             return self._fused_step(batch, batch_idx)
         rows = batch.cpu().numpy()
         t = self.triplets(rows, batch_idx)
+        world, n_global = self._world_size(), len(rows)
+        if world > 1:  # this rank's part of the global batch
+            rows = EpochBatches.part(rows, self.global_rank, world)
+            t = Triplets(*(EpochBatches.part(a, self.global_rank, world) for a in vars(t).values()))
         device = self.model.users.weight.device
         users, tracks = self.model.users, self.model.tracks
 
@@ -161,12 +171,14 @@ class TripletLitModule(L.LightningModule):
         total, terms = composite_loss(
             users(idx(t.user)), tracks(idx(t.positive)), tracks(idx(t.negative)),
             users(idx(t.user_positive)), users(idx(t.user_negative)), tracks(idx(t.song_anchor)),
-            weight=self.row_weight[batch.cpu()].to(device),
+            weight=self.row_weight[torch.from_numpy(rows)].to(device),
             lambda_user=self.lambda_user, lambda_song=self.lambda_song, margins=self.margins,
         )  # fmt: skip
         self._check_finite(total.item())
         self._log_losses(total, terms, len(rows))
-        return total
+        # DDP averages the ranks' gradients: weigh each rank's mean by its share of the global
+        # batch, so the average is the mean over the global batch even when parts differ by a row
+        return total * (world * len(rows) / n_global) if world > 1 else total
 
     def _fused_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         rows = batch.numpy()
