@@ -44,12 +44,14 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/bench_data.py
 	$(BIN)/python benchmarks/bench_evaluation.py
 	$(BIN)/python benchmarks/bench_training.py
+	$(BIN)/python benchmarks/bench_fit.py
 	$(BIN)/python benchmarks/bench_quality.py
 
 bench-quick: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/bench_data.py --quick
 	$(BIN)/python benchmarks/bench_evaluation.py --quick
 	$(BIN)/python benchmarks/bench_training.py --quick
+	$(BIN)/python benchmarks/bench_fit.py --quick
 	$(BIN)/python benchmarks/bench_quality.py --quick
 
 lint: $(VENV)/.installed-dev

@@ -80,6 +80,7 @@ def test_search_space_errors(space, message):
         ({"colour": "blue"}, "unknown key 'colour'"),
         ({"base": {"model.embedding_dim": -1}}, "base: model.embedding_dim: must be positive"),
         ({"enqueue": [{"model.embedding_dim": 64}]}, "not in the search space"),
+        ({"base": {"train.devices": "2", "train.strategy": "ddp"}}, "use `tripletlit tune --workers N`"),
     ],
 )
 def test_sweep_errors(tmp_path, over, message):
@@ -201,3 +202,18 @@ def test_kill_9_during_tune_then_resume_gives_exact_count(tmp_path):
     assert _finished(db, "t") == 4  # exactly the requested number, none lost
     study = optuna.load_study(study_name="t", storage=f"sqlite:///{db}")
     assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+
+
+def test_workers_get_one_device_each_or_none_without_cuda(monkeypatch):
+    import torch
+
+    from tripletlit.tune import worker_devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert worker_devices(3) == [None, None, None]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert worker_devices(3) == ["0", "1", "0"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
+    assert worker_devices(4) == ["4", "6", "4", "6"]

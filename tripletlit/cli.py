@@ -594,7 +594,7 @@ def cmd_ablate(args) -> int:
     import copy
 
     from tripletlit import config as cfg
-    from tripletlit.experiment import run
+    from tripletlit.experiment import follower, run
 
     which = [w.strip() for w in args.variants.split(",") if w.strip()]
     unknown = [w for w in which if w not in ABLATIONS]
@@ -602,15 +602,25 @@ def cmd_ablate(args) -> int:
         raise TripletlitError(f"--variants: unknown variant {unknown[0]!r}; choose from {', '.join(ABLATIONS)}")
     base = _config_from_args(args)
     out = Path(args.out or f"runs/ablate-{time.strftime('%Y%m%d-%H%M%S')}")
-    _refuse_overwrite(out, args.force)
+    lead = not follower()
+    if lead:
+        _refuse_overwrite(out, args.force)
+        os.environ[RUN_DIR_ENV] = str(out.resolve())  # for DDP ranks re-running this command
+    else:  # a non-zero DDP rank: train each variant beside rank 0, write and print nothing
+        out = Path(os.environ.get(RUN_DIR_ENV, out))
     results = {}
     for name in which:
         config = copy.deepcopy(base)
         for key, value in ABLATIONS[name].items():
             cfg.set_value(config, key, value)
+        if not lead:
+            run(config, out / name, progress_bar=False)
+            continue
         console.print(f"[bold]{name}[/] {ABLATIONS[name] or '(paper defaults)'}")
         results[name] = run(config, out / name, progress_bar=not args.no_progress,
                             command=["tripletlit", *args.argv])["summary"]  # fmt: skip
+    if not lead:
+        return 0
     table = _metrics_table(f"ablations (paper Table 4) over the same {base.folds.n} folds, seed {base.seed}",
                            results, any(r["stand_in"] for r in results.values()))  # fmt: skip
     table.add_row("consistency", *(f"{r['consistency']['overall']:.4f}" for r in results.values()))
@@ -643,6 +653,7 @@ def cmd_tune(args) -> int:
         storage_url,
         study_dir,
         worker,
+        worker_devices,
     )
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -680,8 +691,9 @@ def cmd_tune(args) -> int:
             worker(sweep, url, n_trials, root, wandb, on_trial=lambda number, state, st: live.update(view(st)))
         else:
             context = mp.get_context("spawn")
+            devices = worker_devices(args.workers)  # one GPU per worker where there are GPUs
             processes = [context.Process(target=_worker_process,
-                                         args=(args.sweep, url, n_trials, str(root), wandb, i))
+                                         args=(args.sweep, url, n_trials, str(root), wandb, i, devices[i]))
                          for i in range(args.workers)]  # fmt: skip
             for process in processes:
                 process.start()

@@ -268,6 +268,7 @@ def fit_fold(
                                       f"or embedding_dim); use a checkpoint of the same fold and config") from None  # fmt: skip
             raise
     timings["train"] = time.perf_counter() - started
+    timings["train_rows"] = float(len(weights) * config.train.epochs)  # rows seen in training, for rows/s
     model.cpu()
     return FoldModel(model, index), timings
 
@@ -313,8 +314,15 @@ def predict_fold(config: cfg.Config, fitted: FoldModel, fold: Fold) -> pd.DataFr
     users = fold.test["user_id"].to_numpy()
     rows = np.searchsorted(index.user_ids, users)
     seen = seen_matrix(index.row_user, index.row_track, index.n_users, index.n_tracks)
-    ranked = fitted.model.recommend(rows, config.predict.k, seen, config.predict.horizon, config.predict.stochastic,
-                                    np.random.default_rng([config.seed, fold.index]), config.predict.batch_size)  # fmt: skip
+    # full-catalogue scoring on the GPU when training ran there; the model goes back to the CPU after
+    device = "cuda" if resolve_accelerator(config) == "gpu" and torch.cuda.is_available() else "cpu"
+    try:
+        ranked = fitted.model.to(device).recommend(rows, config.predict.k, seen, config.predict.horizon,
+                                                   config.predict.stochastic,
+                                                   np.random.default_rng([config.seed, fold.index]),
+                                                   config.predict.batch_size)  # fmt: skip
+    finally:
+        fitted.model.cpu()
     tracks = np.where(ranked >= 0, index.track_ids[np.maximum(ranked, 0)], -1)
     frame = pd.DataFrame(tracks, columns=[str(i) for i in range(tracks.shape[1])])
     frame.insert(0, "user_id", users)

@@ -160,6 +160,11 @@ def parse_sweep(raw: dict, source: str, base_dir: Path) -> Sweep:
             cfg.set_value(probe, key, value)
         except TripletlitError as exc:
             raise TripletlitError(f"{source}: base: {exc}") from None
+    if str(probe.train.devices) not in ("1", "auto") or probe.train.strategy not in ("auto", "single_device"):
+        # Lightning's ddp launcher re-runs the command line once per device: that is `fit`'s job
+        raise TripletlitError(f"{source}: base: a trial runs on one device (train.devices {probe.train.devices!r}, "
+                              f"train.strategy {probe.train.strategy!r}); use `tripletlit tune --workers N` for one "
+                              "trial per device")  # fmt: skip
     folds = raw.get("folds", [0])
     folds = list(range(folds)) if isinstance(folds, int) else list(folds)
     if not folds or not all(isinstance(f, int) and f >= 0 for f in folds):
@@ -455,8 +460,24 @@ def worker(sweep: Sweep, url: str, n_trials: int, root: Path, wandb: bool = Fals
             on_trial(last.number, last.state.name.lower(), study)
 
 
-def _worker_process(sweep_path: str, url: str, n_trials: int, root: str, wandb: bool, index: int) -> int:
-    """Entry point of a worker process (spawned): each loads the sweep and runs trials."""
+def worker_devices(workers: int) -> list[str | None]:
+    """The GPU each worker sees: worker i gets visible GPU i mod n (one trial per device);
+    None everywhere on machines without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return [None] * workers
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [d.strip() for d in visible.split(",") if d.strip()] if visible else [str(i) for i in range(torch.cuda.device_count())]
+    return [ids[i % len(ids)] for i in range(workers)]
+
+
+def _worker_process(sweep_path: str, url: str, n_trials: int, root: str, wandb: bool, index: int,
+                    device: str | None = None) -> int:  # fmt: skip
+    """Entry point of a worker process (spawned): each loads the sweep and runs trials, on its
+    own GPU when ``device`` is given (set before anything initialises CUDA in this process)."""
+    if device is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = device
     import torch
 
     torch.set_num_threads(1)
