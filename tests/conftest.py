@@ -44,3 +44,8 @@ def tiny_folder(tmp_path, tiny):
 # W&B stays off in tests (also in module- and session-scoped fixtures) unless a test turns it
 # on (offline) explicitly with monkeypatch.setenv("WANDB_MODE", "offline").
 os.environ.setdefault("WANDB_MODE", "disabled")
+# the shared caches (downloads, song2vec stand-ins) of this test session, not the user's
+if "TRIPLETLIT_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["TRIPLETLIT_CACHE"] = tempfile.mkdtemp(prefix="tripletlit-test-cache-")

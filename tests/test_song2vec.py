@@ -126,3 +126,24 @@ def test_official_non_integer_keys(tmp_path):
     kv.save(str(path))
     with pytest.raises(TripletlitError, match="keys must be track ids"):
         load_official(path)
+
+
+def test_shared_cache_serves_other_runs_of_the_same_rows(tmp_path, events, monkeypatch):
+    shared = tmp_path / "shared"
+    first = fold_vectors(tmp_path / "run1", events, shared=shared, **FAST)
+    assert len(list(shared.glob("*.npz"))) == 1
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the shared stand-in should have been reused")
+
+    monkeypatch.setattr(song2vec, "train_stand_in", no_training)
+    second = fold_vectors(tmp_path / "run2", events, shared=shared, **FAST)
+    np.testing.assert_array_equal(second.vectors, first.vectors)
+    assert list((tmp_path / "run2").glob("song2vec-standin-*.npz"))  # the run folder keeps its copy
+    # other rows or other parameters are not served from it
+    monkeypatch.undo()
+    calls = []
+    monkeypatch.setattr(song2vec, "train_stand_in", lambda train, **p: calls.append(1) or first)
+    fold_vectors(tmp_path / "run3", events.iloc[50:], shared=shared, **FAST)
+    fold_vectors(tmp_path / "run4", events, shared=shared, **{**FAST, "seed": 7})
+    assert len(calls) == 2

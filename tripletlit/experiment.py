@@ -354,6 +354,7 @@ def run(
     only these folds (default all); ``callbacks_for_fold(f)`` / ``logger_for_fold(f, dir)``:
     extra Lightning callbacks and a logger per fold (used by tuning and W&B).
     """
+    from tripletlit.data.download import default_cache_dir
     from tripletlit.evaluation.song2vec import fold_vectors
 
     lead = not follower()  # under DDP only rank 0 writes, predicts and evaluates
@@ -416,7 +417,7 @@ def run(
             predictions.to_parquet(tmp, index=False)
         fold_time["predict"] = time.perf_counter() - started
         started = time.perf_counter()
-        vectors = fold_vectors(fold_dir, fold.train, official=dataset.song2vec)
+        vectors = fold_vectors(fold_dir, fold.train, official=dataset.song2vec, shared=default_cache_dir() / "song2vec")
         fold_time["song2vec"] = time.perf_counter() - started
         started = time.perf_counter()
         result = evaluate(_fold_table(predictions), fold, dataset, vectors, _profile(config), config.predict.k)
