@@ -22,6 +22,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -90,6 +91,35 @@ def resolve_accelerator(config: cfg.Config) -> str:
     if accelerator == "auto":
         return "gpu" if torch.cuda.is_available() else "cpu"
     return accelerator
+
+
+class Background:
+    """``fn(*args, **kwargs)`` started now in a daemon thread (an error in the main thread does
+    not wait for it); :meth:`result` joins, re-raises its exception or returns its value."""
+
+    def __init__(self, fn, *args, **kwargs):
+        self.seconds, self._value, self._error = 0.0, None, None
+
+        def target():
+            started = time.perf_counter()
+            try:
+                self._value = fn(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
+                self._error = exc
+            self.seconds = time.perf_counter() - started
+
+        self._thread = threading.Thread(target=target, name="tripletlit-background", daemon=True)
+        self._thread.start()
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def finish(self) -> None:
+        """Wait for the thread, ignoring its outcome (before cleaning up after an error)."""
+        self._thread.join()
 
 
 def follower() -> bool:
@@ -389,6 +419,10 @@ def run(
         started = time.perf_counter()
         fold = make_fold(dataset.events, folds, f)
         fold_time = {"split": time.perf_counter() - started}
+        # the song2vec stand-in depends on the fold's training rows only: it trains on a second
+        # core while the model trains (gensim and the fused step both release the GIL)
+        vectors_job = Background(fold_vectors, fold_dir, fold.train, official=dataset.song2vec,
+                                 shared=default_cache_dir() / "song2vec") if lead else None  # fmt: skip
         last = fold_dir / "checkpoints" / "last.ckpt"
         start_from = str(last) if resume and last.exists() else ckpt_path
         if start_from is not None:
@@ -398,11 +432,16 @@ def run(
         if lead and start_from is not None and log.exists():
             # Lightning's CSV logger starts a new file on resume: keep the first part's curves aside
             os.replace(log, earlier)
-        fitted, fit_time = fit_fold(
-            config, dataset, fold, fold_dir, start_from, progress_bar,
-            extra_callbacks=callbacks_for_fold(f) if callbacks_for_fold else None,
-            logger=logger_for_fold(f, fold_dir) if logger_for_fold else None,
-        )  # fmt: skip
+        try:
+            fitted, fit_time = fit_fold(
+                config, dataset, fold, fold_dir, start_from, progress_bar,
+                extra_callbacks=callbacks_for_fold(f) if callbacks_for_fold else None,
+                logger=logger_for_fold(f, fold_dir) if logger_for_fold else None,
+            )  # fmt: skip
+        except Exception:
+            if vectors_job is not None:
+                vectors_job.finish()  # nothing may still write into a folder the caller removes
+            raise
         fold_time |= fit_time
         if not lead:
             continue
@@ -417,8 +456,9 @@ def run(
             predictions.to_parquet(tmp, index=False)
         fold_time["predict"] = time.perf_counter() - started
         started = time.perf_counter()
-        vectors = fold_vectors(fold_dir, fold.train, official=dataset.song2vec, shared=default_cache_dir() / "song2vec")
-        fold_time["song2vec"] = time.perf_counter() - started
+        vectors = vectors_job.result()
+        fold_time["song2vec"] = time.perf_counter() - started  # the wait left after prediction
+        fold_time["song2vec_background"] = vectors_job.seconds
         started = time.perf_counter()
         result = evaluate(_fold_table(predictions), fold, dataset, vectors, _profile(config), config.predict.k)
         fold_time["evaluate"] = time.perf_counter() - started
