@@ -854,7 +854,7 @@ def main(argv=None) -> int:
     def mark(ok: bool) -> str:
         return "[green]met[/]" if ok else "[red]NOT met[/]"
 
-    table.add_row("ours (Lightning, sparse Adam, 1 thread)", fmt_rate(o), str(ours["n"]), "1.0x", "—",
+    table.add_row(f"ours (Lightning, {om['optimizer']} optimizer, 1 thread)", fmt_rate(o), str(ours["n"]), "1.0x", "—",
                   fmt_gb(ours["peak_bytes"]),
                   f"{om['batches']} batches; steady {fmt_rate(om['steady_rows_per_s'])} rows/s; "
                   f"range {fmt_rate(ours['min'])}-{fmt_rate(ours['max'])}")  # fmt: skip
