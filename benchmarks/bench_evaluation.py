@@ -521,14 +521,17 @@ def child_check(spec: dict) -> dict:
 
 def child_anatomy(spec: dict) -> dict:
     """Where ``top_k``'s time goes, per batch of ``batch_size`` users (median of a few batches):
-    the score matmul into a freshly allocated matrix (what ``top_k`` does), the same matmul
-    into a reused buffer, allocating + touching a fresh matrix alone, the seen mask, topk(500)."""
+    the score matmul into a freshly allocated matrix (the pre-2026-12-04 ``top_k``), into a
+    reused contiguous buffer, and into the (batch, n_items) view of a buffer whose rows are
+    padded to a multiple of 64 (what ``top_k`` does now); allocating + touching a fresh matrix
+    alone; the seen mask; ``torch.topk(scores, 500)`` and ``top_k``'s prefiltered selection
+    of the same top-500 (``ranking._Prefilter``)."""
     import statistics as st
 
     import numpy as np
     import torch
 
-    from tripletlit.ranking import _mask_seen, seen_matrix
+    from tripletlit.ranking import _ALIGN, _mask_seen, _Prefilter, seen_matrix
 
     p = Problem(Path(spec["folder"]), spec["seed"])
     n_users, n_items, b = len(p.test), len(p.item_ids), spec["batch_size"]
@@ -539,14 +542,20 @@ def child_anatomy(spec: dict) -> dict:
                        n_users, n_items)  # fmt: skip
     users, items = torch.from_numpy(p.user_vectors), torch.from_numpy(p.item_vectors)
     buffer = torch.empty(b, n_items)
+    padded = torch.full((b, -(-n_items // _ALIGN) * _ALIGN), -torch.inf)
+    view = padded[:, :n_items]
+    select = _Prefilter()
+    same: list[bool] = []
     times: dict[str, list[float]] = {
         k: []
         for k in (
             "matmul_fresh",
             "matmul_reused_buffer",
+            "matmul_aligned_view",
             "alloc_touch_fresh",
             "mask_seen",
             "topk500",
+            "prefiltered_top500",
         )
     }
     with torch.no_grad():
@@ -560,14 +569,22 @@ def child_anatomy(spec: dict) -> dict:
             t1 = time.perf_counter()
             torch.mm(u, items.T, out=buffer)
             t2 = time.perf_counter()
-            torch.empty(b, n_items).fill_(0.0)
+            torch.mm(u, items.T, out=view)
             t3 = time.perf_counter()
-            _mask_seen(scores, seen, rows)
+            torch.empty(b, n_items).fill_(0.0)
             t4 = time.perf_counter()
-            torch.topk(scores, CANDIDATES, dim=1)
+            _mask_seen(scores, seen, rows)
             t5 = time.perf_counter()
+            expected, _ = torch.topk(scores, CANDIDATES, dim=1)
+            t6 = time.perf_counter()
+            _mask_seen(view, seen, rows)
+            t7 = time.perf_counter()
+            got, _ = select(padded, view, CANDIDATES)
+            t8 = time.perf_counter()
+            same.append(bool(torch.equal(got, expected)))  # scores too: bitwise
             del scores
-            for key, value in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+            parts = (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t8 - t7)
+            for key, value in zip(times, parts):
                 times[key].append(value)
     n_batches = -(-n_users // b)
     per_batch = {k: st.median(v) for k, v in times.items()}
@@ -585,6 +602,8 @@ def child_anatomy(spec: dict) -> dict:
         * DIM
         / per_batch["matmul_reused_buffer"]
         / 1e9,
+        "matmul_gflops_aligned_view": 2 * b * n_items * DIM / per_batch["matmul_aligned_view"] / 1e9,
+        "prefiltered_equals_topk": all(same),
     }
 
 
@@ -1070,14 +1089,18 @@ def main(argv=None) -> int:
         a = results["anatomy"]
         print(f"\n4. anatomy of top_k, per batch of {a['batch_size']} users x {a['items']:,} tracks "
               f"(median of {a['batches_measured']} batches; x{a['batches_per_fold']} batches per fold):")  # fmt: skip
-        labels = {"matmul_fresh": "scores = users @ items.T (fresh matrix, as top_k does)",
+        labels = {"matmul_fresh": "scores = users @ items.T (fresh matrix, the old top_k)",
                   "matmul_reused_buffer": "same matmul into a reused buffer (torch.mm out=)",
+                  "matmul_aligned_view": "same into the view of a row-padded buffer (top_k now)",
                   "alloc_touch_fresh": "allocate + touch a fresh score matrix alone",
-                  "mask_seen": "_mask_seen (seen -> -inf)", "topk500": "torch.topk(scores, 500)"}  # fmt: skip
+                  "mask_seen": "_mask_seen (seen -> -inf)", "topk500": "torch.topk(scores, 500)",
+                  "prefiltered_top500": "the same top-500 via top_k's prefilter"}  # fmt: skip
         print(table(["part", "per batch", "per fold"],
                     [[labels[k], fmt_s(v), fmt_s(a["per_fold_s"][k])] for k, v in a["per_batch_s"].items()]))  # fmt: skip
         print(
-            f"   matmul throughput into a reused buffer: {a['matmul_gflops_reused_buffer']:.0f} GFLOP/s"
+            f"   matmul throughput into a reused buffer: {a['matmul_gflops_reused_buffer']:.0f} GFLOP/s, "
+            f"into the padded buffer's view: {a.get('matmul_gflops_aligned_view', float('nan')):.0f} GFLOP/s; "
+            f"prefiltered top-500 values bitwise equal to torch.topk's: {a.get('prefiltered_equals_topk')}"
         )
     if "profile" in results:
         print(f"\n5. cProfile of ours at full scale (one run, {fmt_s(results['profile']['wall_s'])} under the profiler), "
