@@ -47,12 +47,15 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/bench_fit.py
 	$(BIN)/python benchmarks/bench_quality.py
 
+# A smoke run of every benchmark on small inputs (< 2 min in all; the figures that answer the
+# targets come from `make bench`): tiny/small presets, one run each.
 bench-quick: $(VENV)/.installed-bench
-	$(BIN)/python benchmarks/bench_data.py --quick
-	$(BIN)/python benchmarks/bench_evaluation.py --quick
-	$(BIN)/python benchmarks/bench_training.py --quick
-	$(BIN)/python benchmarks/bench_fit.py --quick
-	$(BIN)/python benchmarks/bench_quality.py --quick
+	$(BIN)/python benchmarks/bench_data.py --quick --preset tiny --repeat 1
+	$(BIN)/python benchmarks/bench_evaluation.py --quick --users 2000 --tracks 20000 --rows 100000 --slice 200 --repeat 1
+	$(BIN)/python benchmarks/bench_training.py --quick --preset small --batches 600 --repeat 1 --ref-batches 20 \
+		--ref-warmup 5 --ref-repeat 1 --bpr-iterations 1 --bpr-repeat 1 --max-wait 0
+	$(BIN)/python benchmarks/bench_fit.py --quick --folds 1
+	$(BIN)/python benchmarks/bench_quality.py --quick --folds 1
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check tripletlit tests benchmarks
