@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -175,11 +176,19 @@ def test_failing_trials_fail_alone_then_stop_the_worker(tmp_path):
 
 
 def _finished(db: Path, name: str) -> int:
+    """Finished trials, read with plain sqlite: Optuna's load_study would try to create the
+    schema itself while the tune process is still creating it (a UNIQUE constraint race)."""
+    import sqlite3
+
     try:
-        study = optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
-    except KeyError:  # the database exists but the study is not created yet
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as con:
+            row = con.execute(
+                "SELECT count(*) FROM trials JOIN studies USING (study_id) "
+                "WHERE studies.study_name = ? AND trials.state IN ('COMPLETE', 'PRUNED')", (name,)
+            ).fetchone()
+    except sqlite3.Error:  # no database or no tables yet, or a write lock held too long
         return 0
-    return len([t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)])
+    return int(row[0])
 
 
 def test_kill_9_during_tune_then_resume_gives_exact_count(tmp_path):
