@@ -413,31 +413,41 @@ def _best_config(args):
     return config, out
 
 
-def cmd_fit(args) -> int:
+def _fit_target(args):
+    """What `fit`'s flags ask for: (config, run folder, resume?, starting checkpoint or None)."""
     from tripletlit import config as cfg
-    from tripletlit.experiment import follower, run
 
-    if follower():
-        return _follow_fit(args)
-
-    resume = args.ckpt == "last"
-    ckpt_path = None
-    if resume:
+    if args.ckpt == "last":
         if not args.run:
             raise TripletlitError("--ckpt last resumes a run: give its folder with --run DIR")
         out = Path(args.run)
         if not (out / "config.yaml").is_file():
             raise TripletlitError(f"{out}: not a run folder (no config.yaml); start a new run without --ckpt last")
-        config = cfg.load(out / "config.yaml")
-    elif args.ckpt == "best":
+        return cfg.load(out / "config.yaml"), out, True, None
+    if args.ckpt == "best":
         config, out = _best_config(args)
-    else:
-        if args.ckpt:
-            ckpt_path = str(args.ckpt)
-            if not Path(ckpt_path).is_file():
-                raise TripletlitError(f"--ckpt {ckpt_path}: checkpoint file not found")
-        config = _config_from_args(args)
-        out = Path(args.run or args.out or f"runs/fit-{time.strftime('%Y%m%d-%H%M%S')}")
+        return config, out, False, None
+    ckpt_path = None
+    if args.ckpt:
+        ckpt_path = str(args.ckpt)
+        if not Path(ckpt_path).is_file():
+            raise TripletlitError(f"--ckpt {ckpt_path}: checkpoint file not found")
+    out = Path(args.run or args.out or f"runs/fit-{time.strftime('%Y%m%d-%H%M%S')}")
+    return _config_from_args(args), out, False, ckpt_path
+
+
+def cmd_fit(args) -> int:
+    from tripletlit import config as cfg
+    from tripletlit.experiment import follower, run
+
+    config, out, resume, ckpt_path = _fit_target(args)
+    if follower():
+        # a non-zero DDP rank re-running this command: train every fold beside rank 0 in
+        # silence (no folder checks or writes, no W&B, no output); rank 0 owns the run folder
+        # and passes its path in the environment (the default name has a time stamp)
+        run(config, Path(os.environ.get(RUN_DIR_ENV, out)), resume=resume, ckpt_path=ckpt_path, progress_bar=False)
+        return 0
+    if args.ckpt not in ("last", "best"):
         _refuse_overwrite(out, args.force)
     started = time.perf_counter()
     done = []
@@ -492,30 +502,6 @@ def cmd_fit(args) -> int:
 
 
 RUN_DIR_ENV = "TRIPLETLIT_RUN_DIR"
-
-
-def _follow_fit(args) -> int:
-    """A non-zero DDP rank re-running `fit`: train every fold beside rank 0 in silence.
-
-    Same config and folds as rank 0 (the same command line and seed); no folder checks or
-    writes, no W&B, no output: rank 0 owns the run folder, whose path it passes in the
-    environment (its default name has a time stamp).
-    """
-    from tripletlit import config as cfg
-    from tripletlit.experiment import run
-
-    if args.ckpt == "last":
-        out = Path(args.run)
-        config = cfg.load(out / "config.yaml")
-    elif args.ckpt == "best":
-        config, out = _best_config(args)
-    else:
-        config = _config_from_args(args)
-        out = Path(args.run or args.out or "runs/fit")
-    out = Path(os.environ.get(RUN_DIR_ENV, out))
-    ckpt_path = args.ckpt if args.ckpt not in (None, "last", "best") else None
-    run(config, out, resume=args.ckpt == "last", ckpt_path=ckpt_path, progress_bar=False)
-    return 0
 
 
 def _finish_with_report(args, runs: list[Path], study: Path | None = None) -> None:
