@@ -37,6 +37,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from _harness import machine_info  # benchmarks/_harness.py
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_JSON = HERE / "out" / "data.json"
 GB = 1e9
@@ -338,24 +340,6 @@ def summarise(runs: list[dict]) -> dict:
             k: v for k, v in median_run.items() if k not in ("wall_s", "peak_bytes", "cpu_s")
         },
     }
-
-
-def machine_info() -> dict:
-    info = {
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-    }
-    try:
-        mem = Path("/proc/meminfo").read_text().split("\n")[0].split()
-        info["memory_gib"] = round(int(mem[1]) * 1024 / 2**30, 1)
-        models = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                  if ln.startswith("model name")]  # fmt: skip
-        info["cpu"] = models[0] if models else platform.processor()
-    except OSError:
-        pass
-    info["gpu"] = "nvidia-smi present" if shutil.which("nvidia-smi") else "none"
-    return info
 
 
 def scaled_targets(

@@ -31,6 +31,8 @@ import threading
 import time
 from pathlib import Path
 
+from _harness import children_map, cpu_ticks, machine_info, process_tree  # benchmarks/_harness.py
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
 TARGET_S, TARGET_BYTES = 30 * 60, 8 * 1024**3
@@ -52,26 +54,7 @@ class LoadWatch:
 
     def _tree_ticks(self) -> int:
         pid = self.pid_of_child()
-        if pid is None:
-            return 0
-        children: dict[int, list[int]] = {}
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError, ValueError):
-                    continue
-                children.setdefault(ppid, []).append(int(entry.name))
-        ticks, todo = 0, [pid]
-        while todo:
-            p = todo.pop()
-            todo.extend(children.get(p, []))
-            try:
-                parts = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-                ticks += int(parts[11]) + int(parts[12])
-            except (OSError, IndexError, ValueError):
-                pass
-        return ticks
+        return 0 if pid is None else cpu_ticks(process_tree(pid, children_map()))
 
     def _run(self) -> None:
         busy0, total0 = self._busy_total()
@@ -183,7 +166,7 @@ def main(argv=None) -> int:
             f"of the time ({rate:,.0f} rows/s); HIT_RATE {hit:.4f}; other processes used {contention:.2f} cores on average")  # fmt: skip
     print(line)
     OUT.mkdir(parents=True, exist_ok=True)
-    record = {"preset": preset, "folds": args.folds, "fit_args": fit_args, "wall_s": wall, "peak_bytes": peak,
+    record = {"preset": preset, "folds": args.folds, "machine": machine_info(), "fit_args": fit_args, "wall_s": wall, "peak_bytes": peak,
               "stages_s": seconds, "train_rows_per_s": rate, "others_cores_mean": contention, "others_cores_samples": others,
               "summary_line": line, "when": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
     (OUT / f"fit-{preset}.json").write_text(json.dumps(record, indent=1))

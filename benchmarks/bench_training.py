@@ -58,6 +58,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from _harness import cpu_ticks, machine_info, parent_map, process_tree  # benchmarks/_harness.py
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 DEFAULT_JSON = OUT / "training.json"
@@ -535,44 +537,12 @@ class StageFailed(RuntimeError):
     pass
 
 
-def _ppid_map() -> dict[int, int]:
-    out = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                out[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                pass
-    return out
-
-
-def _tree(pid: int, children: dict[int, list[int]]) -> set[int]:
-    out, stack = set(), [pid]
-    while stack:
-        p = stack.pop()
-        out.add(p)
-        stack.extend(children.get(p, []))
-    return out
-
-
-def _cpu_ticks(pids: set[int]) -> int:
-    total = 0
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime + stime
-        except (OSError, ValueError, IndexError):
-            pass
-    return total
-
-
 def other_benchmarks(idle_probe_s: float = 3.0) -> list[str]:
     """Command lines of ``benchmarks/bench_*`` processes outside this run's own tree that are
     busy. A benchmark whose whole process tree stays idle for ``idle_probe_s`` is itself
     waiting (perhaps for this one): it is not counted, or two polite benchmarks would deadlock."""
     found = subprocess.run(["pgrep", "-af", "benchmarks/bench_"], capture_output=True, text=True).stdout
-    parents = _ppid_map()
+    parents = parent_map()
     mine, pid = set(), os.getpid()
     while pid > 1:  # ancestors (e.g. the shell that started this run)
         mine.add(pid)
@@ -580,7 +550,7 @@ def other_benchmarks(idle_probe_s: float = 3.0) -> list[str]:
     children: dict[int, list[int]] = {}
     for p, pp in parents.items():
         children.setdefault(pp, []).append(p)
-    mine |= _tree(os.getpid(), children)
+    mine |= process_tree(os.getpid(), children)
     others = {}
     for line in found.splitlines():
         pid_s, _, cmd = line.partition(" ")
@@ -588,11 +558,11 @@ def other_benchmarks(idle_probe_s: float = 3.0) -> list[str]:
             others[int(pid_s)] = cmd[:120]
     if not others:
         return []
-    trees = {p: _tree(p, children) for p in others}
-    before = {p: _cpu_ticks(t) for p, t in trees.items()}
+    trees = {p: process_tree(p, children) for p in others}
+    before = {p: cpu_ticks(t) for p, t in trees.items()}
     time.sleep(idle_probe_s)
     hz = os.sysconf("SC_CLK_TCK")
-    busy = [p for p, t in trees.items() if (_cpu_ticks(t) - before[p]) / hz > 0.05 * idle_probe_s]
+    busy = [p for p, t in trees.items() if (cpu_ticks(t) - before[p]) / hz > 0.05 * idle_probe_s]
     return [f"{p} {others[p]}" for p in busy]
 
 
@@ -660,19 +630,6 @@ def run_child(stage: str, spec: dict, workdir: Path) -> dict:
     out["load_avg_before"] = load
     out["contended_by"] = sorted(watch.seen)
     return out
-
-
-def machine_info() -> dict:
-    info = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version.split()[0]}
-    try:
-        mem = Path("/proc/meminfo").read_text().split("\n")[0].split()
-        info["memory_gib"] = round(int(mem[1]) * 1024 / 2**30, 1)
-        models = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                  if ln.startswith("model name")]  # fmt: skip
-        info["cpu"] = models[0] if models else platform.processor()
-    except OSError:
-        pass
-    return info
 
 
 def mem_available() -> int:
