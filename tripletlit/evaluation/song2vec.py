@@ -155,11 +155,16 @@ def stand_in_params(**params) -> dict:
     return {**STAND_IN_DEFAULTS, **params}
 
 
-def cache_path(fold_dir: str | os.PathLike, **params) -> Path:
-    """``fold_dir/song2vec-standin-<hash>.npz``: the hash covers every training parameter."""
+def cache_name(**params) -> str:
+    """``song2vec-standin-<hash>.npz``: the hash covers every training parameter."""
     full = stand_in_params(**params)
     digest = hashlib.sha256(json.dumps(full, sort_keys=True).encode()).hexdigest()[:16]
-    return Path(fold_dir) / f"{CACHE_PREFIX}{digest}.npz"
+    return f"{CACHE_PREFIX}{digest}.npz"
+
+
+def cache_path(fold_dir: str | os.PathLike, **params) -> Path:
+    """``fold_dir/`` + :func:`cache_name`."""
+    return Path(fold_dir) / cache_name(**params)
 
 
 def _fingerprint(train: pd.DataFrame) -> np.ndarray:
@@ -204,7 +209,7 @@ def fold_vectors(
     own = cache_path(fold_dir, **full) if fold_dir is not None else None
     common = None
     if shared is not None:
-        common = Path(shared) / f"{fingerprint[0]:x}-{fingerprint[1]:016x}-{cache_path('.', **full).name}"
+        common = Path(shared) / f"{fingerprint[0]:x}-{fingerprint[1]:016x}-{cache_name(**full)}"
     for path in (own, common):
         if path is not None and path.is_file():
             cached = _read_cache(path, fingerprint)
