@@ -14,6 +14,11 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+# `tripletlit fit` flags for quick runs on the tiny preset (add --folds N and any others)
+TINY_FIT = ["--preset", "tiny", "--folds.min_count", "3", "--folds.user_fraction", "0.5", "--predict.k", "50",
+            "--model.embedding_dim", "16", "--no-progress"]  # fmt: skip
+
+
 def shared_file(*parts: str) -> Path:
     """A file of ../shared/data, or skip the test with the reason when it is absent."""
     path = SHARED_DATA.joinpath(*parts)

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+import conftest
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -46,8 +47,7 @@ from tripletlit.data.evalrs import CACHE_FOLDER
 from tripletlit.data.folds import load_fold
 
 EVENTS, TRACKS, USERS = "evalrs_events.csv", "evalrs_tracks.csv", "evalrs_users.csv"
-TINY_FIT = ["--preset", "tiny", "--folds", "1", "--folds.min_count", "3", "--folds.user_fraction", "0.5",
-            "--predict.k", "50", "--model.embedding_dim", "16", "--no-progress"]  # fmt: skip
+TINY_FIT = [*conftest.TINY_FIT, "--folds", "1"]
 GARBAGE = b"this is not a checkpoint\x00\x01\x02" * 40
 
 

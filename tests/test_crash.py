@@ -26,6 +26,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import TINY_FIT
 from lightning.pytorch.callbacks import Callback
 from optuna.trial import TrialState
 
@@ -34,9 +35,8 @@ from tripletlit.cli import main
 from tripletlit.evaluation.metrics import METRICS
 from tripletlit.experiment import run
 
-FIT = [sys.executable, "-m", "tripletlit.cli", "fit", "--preset", "tiny", "--folds", "2", "--folds.min_count", "3",
-       "--folds.user_fraction", "0.5", "--predict.k", "50", "--model.embedding_dim", "16", "--train.epochs", "3",
-       "--train.batch_size", "128", "--no-progress"]  # fmt: skip
+FIT = [sys.executable, "-m", "tripletlit.cli", "fit", *TINY_FIT, "--folds", "2", "--train.epochs", "3",
+       "--train.batch_size", "128"]  # fmt: skip
 ENV = {**os.environ, "WANDB_MODE": "disabled", "COLUMNS": "300"}
 
 

@@ -15,6 +15,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_FIT
 
 from tripletlit.ranking import seen_matrix, top_k
 from tripletlit.sampling import Interactions, neighbour_pools
@@ -24,9 +25,7 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
 ]
 
-FIT = [sys.executable, "-m", "tripletlit.cli", "fit", "--preset", "tiny", "--folds", "2", "--folds.min_count", "3",
-       "--folds.user_fraction", "0.5", "--model.embedding_dim", "16", "--predict.k", "50", "--no-progress",
-       "--no-wandb"]  # fmt: skip
+FIT = [sys.executable, "-m", "tripletlit.cli", "fit", *TINY_FIT, "--folds", "2", "--no-wandb"]
 
 
 def _fit(tmp_path, name, *extra):

@@ -16,12 +16,12 @@ import sys
 
 import pytest
 import torch
+from conftest import TINY_FIT
 
 from tripletlit.evaluation.metrics import METRICS
 
-BASE = [sys.executable, "-m", "tripletlit.cli", "fit", "--preset", "tiny", "--folds", "2", "--folds.min_count", "3",
-        "--folds.user_fraction", "0.5", "--model.embedding_dim", "16", "--predict.k", "50", "--no-progress",
-        "--no-wandb", "--train.optimizer", "adam", "--accelerator", "cpu"]  # fmt: skip
+BASE = [sys.executable, "-m", "tripletlit.cli", "fit", *TINY_FIT, "--folds", "2", "--no-wandb", "--train.optimizer",
+        "adam", "--accelerator", "cpu"]  # fmt: skip
 
 
 def _fit(cwd, *extra) -> subprocess.CompletedProcess:

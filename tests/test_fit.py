@@ -7,12 +7,12 @@ import json
 import pandas as pd
 import pytest
 import yaml
+from conftest import TINY_FIT
 
 from tripletlit.cli import main
 from tripletlit.evaluation.metrics import METRICS
 
-TINY = ["--preset", "tiny", "--folds", "2", "--folds.min_count", "3", "--folds.user_fraction", "0.5",
-        "--model.embedding_dim", "16", "--predict.k", "50", "--no-progress"]  # fmt: skip
+TINY = [*TINY_FIT, "--folds", "2"]
 
 
 def _fit(out, *extra):

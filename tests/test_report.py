@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from conftest import TINY_FIT
 from matplotlib import image as mpimg
 
 from tripletlit import report
@@ -21,8 +22,7 @@ from tripletlit.errors import TripletlitError
 from tripletlit.evaluation.metrics import METRICS
 
 REPO = Path(__file__).resolve().parents[1]
-FIT = ["fit", "--preset", "tiny", "--folds", "2", "--folds.min_count", "3", "--folds.user_fraction", "0.5",
-       "--predict.k", "50", "--model.embedding_dim", "16", "--train.val_users", "30", "--no-progress"]  # fmt: skip
+FIT = ["fit", *TINY_FIT, "--folds", "2", "--train.val_users", "30"]
 BASE = {"data.preset": "tiny", "folds.min_count": 3, "folds.user_fraction": 0.5, "predict.k": 50,
         "model.embedding_dim": 16}  # fmt: skip
 OBJECTIVES = {

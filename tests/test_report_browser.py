@@ -15,14 +15,14 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from conftest import TINY_FIT
 
 from tripletlit import report
 from tripletlit.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 ARTEFACT = REPO / "benchmarks" / "out" / "report-screenshot.png"
-FIT = ["fit", "--preset", "tiny", "--folds", "2", "--folds.min_count", "3", "--folds.user_fraction", "0.5",
-       "--predict.k", "50", "--model.embedding_dim", "16", "--train.val_users", "30", "--no-progress"]  # fmt: skip
+FIT = ["fit", *TINY_FIT, "--folds", "2", "--train.val_users", "30"]
 QUIET = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]  # fmt: skip
 

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import textwrap
 
+import conftest
 import numpy as np
 import pandas as pd
 import pytest
@@ -41,8 +42,7 @@ from tripletlit.evaluation.metrics import METRICS, SLICE_METRICS
 from tripletlit.evaluation.protocol import evaluate, summarise
 from tripletlit.sampling import Interactions, draw_triplets, neighbour_pools
 
-TINY_FIT = ["--preset", "tiny", "--folds", "1", "--folds.min_count", "3", "--folds.user_fraction", "0.5",
-            "--predict.k", "50", "--model.embedding_dim", "16", "--no-progress"]  # fmt: skip
+TINY_FIT = [*conftest.TINY_FIT, "--folds", "1"]
 
 # Run in a fresh interpreter: prints one line "HASHES {json}" with a sha256 per artefact.
 SCRIPT = textwrap.dedent(

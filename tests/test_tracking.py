@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import TINY_FIT
 
 from tripletlit.cli import main
 from tripletlit.tracking import wandb_mode
 
-TINY = ["--preset", "tiny", "--folds", "1", "--folds.min_count", "3", "--folds.user_fraction", "0.5",
-        "--predict.k", "50", "--model.embedding_dim", "16", "--train.val_users", "30", "--no-progress"]  # fmt: skip
+TINY = [*TINY_FIT, "--folds", "1", "--train.val_users", "30"]
 
 
 def wandb_records(path: Path) -> list:
