@@ -31,6 +31,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from tripletlit import memory
+
 EPS_NORM = 1e-8  # the clamp of each vector's norm (as F.cosine_similarity's eps)
 
 
@@ -279,9 +281,17 @@ class FusedAdam(torch.optim.Optimizer):
         state = self.state[table]
         if not state:
             state["step"] = torch.tensor(0, dtype=torch.int64)
-            state["exp_avg"] = torch.zeros_like(table, memory_format=torch.contiguous_format)
-            state["exp_avg_sq"] = torch.zeros_like(table, memory_format=torch.contiguous_format)
+            # random rows are read and written every step: huge pages save a page walk on most
+            state["exp_avg"] = memory.zeros_like(table)
+            state["exp_avg_sq"] = memory.zeros_like(table)
         return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        for state in self.state.values():  # the restored moments, moved into advised memory too
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in state:
+                    state[key] = memory.copy(state[key])
 
     def _workspace(self, n_users: int, n_tracks: int, rows: int, dim: int) -> dict[str, np.ndarray]:
         w = self._work

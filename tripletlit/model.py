@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from tripletlit import memory
 from tripletlit.ranking import stochastic_top_k, top_k
 
 
@@ -24,8 +25,10 @@ class TripletMF(nn.Module):
     def __init__(self, n_users: int, n_tracks: int, dim: int, sparse: bool = False,
                  user_init: np.ndarray | None = None, track_init: np.ndarray | None = None):  # fmt: skip
         super().__init__()
-        self.users = nn.Embedding(n_users, dim, sparse=sparse)
-        self.tracks = nn.Embedding(n_tracks, dim, sparse=sparse)
+        # tables in memory advised for huge pages (training reads random rows; see memory.py),
+        # filled below rather than by nn.Embedding's normal_ init
+        self.users = nn.Embedding(n_users, dim, sparse=sparse, _weight=memory.empty((n_users, dim)))
+        self.tracks = nn.Embedding(n_tracks, dim, sparse=sparse, _weight=memory.empty((n_tracks, dim)))
         with torch.no_grad():
             for table, init in ((self.users, user_init), (self.tracks, track_init)):
                 if init is None:
