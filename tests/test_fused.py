@@ -134,3 +134,28 @@ def test_fused_adam_refuses_what_it_cannot_do():
     with pytest.raises(RuntimeError, match="FusedAdam.train"):
         optimizer.step()
     assert optimizer.step(lambda: "ran") == "ran"
+
+
+def test_moments_are_one_interleaved_buffer_that_checkpoints_round_trip(tmp_path):
+    """exp_avg / exp_avg_sq are the two halves of each row of one buffer (one block per row for
+    the update); torch.save stores that buffer once, and a restore keeps values and layout."""
+    rng = np.random.default_rng(4)
+    users = torch.nn.Parameter(torch.from_numpy(rng.standard_normal((300, 32)).astype(np.float32)))
+    tracks = torch.nn.Parameter(torch.from_numpy(rng.standard_normal((500, 32)).astype(np.float32)))
+    optimizer = FusedAdam([users, tracks], lr=1e-2)
+    optimizer.train(random_triplets(rng, 256, 300, 500), np.ones(256, np.float32), 32, 1.0, 1.0, (0.5,) * 3)
+    for table in (users, tracks):
+        m, v = optimizer.state[table]["exp_avg"], optimizer.state[table]["exp_avg_sq"]
+        assert v.data_ptr() == m.data_ptr() + 32 * 4 and m.stride() == (64, 1)
+        assert m.abs().sum() > 0 and v.abs().sum() > 0
+    path = tmp_path / "state.pt"
+    torch.save(optimizer.state_dict(), path)
+    moment_bytes = 2 * (300 + 500) * 32 * 4
+    assert moment_bytes <= path.stat().st_size < moment_bytes * 1.1  # not saved twice
+    restored = FusedAdam([users, tracks], lr=1e-2)
+    restored.load_state_dict(torch.load(path, weights_only=True))
+    for table in (users, tracks):
+        for key in ("exp_avg", "exp_avg_sq"):
+            assert torch.equal(restored.state[table][key], optimizer.state[table][key])
+        m, v = restored.state[table]["exp_avg"], restored.state[table]["exp_avg_sq"]
+        assert v.data_ptr() == m.data_ptr() + 32 * 4

@@ -17,7 +17,8 @@ for each batch of ``batch_size`` triplets (u_a, s_p, s_n, u_p, u_n, s_a) with we
 
 The result equals ``sparse_adam`` training up to float rounding (tests compare the two on the
 same triplets). :class:`FusedAdam` is a ``torch.optim.Optimizer`` so Lightning saves and
-restores its state (``exp_avg``, ``exp_avg_sq``, ``step`` per table) in checkpoints.
+restores its state (``exp_avg``, ``exp_avg_sq``, ``step`` per table) in checkpoints; the two moments
+of a table are the halves of the rows of one buffer, so a row's update fetches one block.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ FAST = {"reassoc", "contract", "nsz", "arcp"}  # vectorised sums; no assumption 
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _train_batches(U, T, mU, vU, mT, vT, step0, users, pos, neg, upos, uneg, sanc, weight, batch_size,
+def _train_batches(U, T, MU, MT, step0, users, pos, neg, upos, uneg, sanc, weight, batch_size,
                    lam1, lam2, m0, m1, m2, lr, beta1, beta2, eps, slotU, slotT, uniqU, uniqT, PU, PT, GU, GT,
                    losses):  # fmt: skip
     """Train on ``len(users)`` triplets in batches; returns the number of Adam steps taken.
@@ -111,8 +112,8 @@ def _train_batches(U, T, mU, vU, mT, vT, step0, users, pos, neg, upos, uneg, san
         # lazy Adam on the distinct rows (SparseAdam's update), then reset the slot maps
         step = step0 + b + 1
         step_size = lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
-        _adam_rows(U, mU, vU, uniqU, PU, GU, nu, step_size, beta1, beta2, eps)
-        _adam_rows(T, mT, vT, uniqT, PT, GT, nt, step_size, beta1, beta2, eps)
+        _adam_rows(U, MU, uniqU, PU, GU, nu, step_size, beta1, beta2, eps)
+        _adam_rows(T, MT, uniqT, PT, GT, nt, step_size, beta1, beta2, eps)
         for j in range(nu):
             slotU[uniqU[j]] = -1
         for j in range(nt):
@@ -227,27 +228,26 @@ def _gather(P, rows, n, PC, G):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _adam_rows(P, M, V, rows, PC, G, n, step_size, beta1, beta2, eps):
-    """SparseAdam's update of rows ``rows[:n]`` of P (whose current values are PC[:n])."""
+def _adam_rows(P, MV, rows, PC, G, n, step_size, beta1, beta2, eps):
+    """SparseAdam's update of rows ``rows[:n]`` of P (whose current values are PC[:n]); row r of
+    MV holds both moments of row r of P, ``exp_avg`` then ``exp_avg_sq`` (one block to fetch)."""
     d = P.shape[1]
     ssz = np.float32(step_size)
     one_b1 = np.float32(1.0 - beta1)
     one_b2 = np.float32(1.0 - beta2)
     e = np.float32(eps)
     for j in range(min(n, AHEAD)):
-        _prefetch_row(M, rows[j])
-        _prefetch_row(V, rows[j])
+        _prefetch_row(MV, rows[j])
     for j in range(n):
         if j + AHEAD < n:
-            _prefetch_row(M, rows[j + AHEAD])
-            _prefetch_row(V, rows[j + AHEAD])
+            _prefetch_row(MV, rows[j + AHEAD])
         r = rows[j]
         for k in range(d):
             gk = G[j, k]
-            mk = M[r, k] + (gk - M[r, k]) * one_b1
-            vk = V[r, k] + (gk * gk - V[r, k]) * one_b2
-            M[r, k] = mk
-            V[r, k] = vk
+            mk = MV[r, k] + (gk - MV[r, k]) * one_b1
+            vk = MV[r, d + k] + (gk * gk - MV[r, d + k]) * one_b2
+            MV[r, k] = mk
+            MV[r, d + k] = vk
             P[r, k] = PC[j, k] - ssz * (mk / (math.sqrt(vk) + e))
 
 
@@ -281,17 +281,39 @@ class FusedAdam(torch.optim.Optimizer):
         state = self.state[table]
         if not state:
             state["step"] = torch.tensor(0, dtype=torch.int64)
-            # random rows are read and written every step: huge pages save a page walk on most
-            state["exp_avg"] = memory.zeros_like(table)
-            state["exp_avg_sq"] = memory.zeros_like(table)
+            both = memory.empty((table.shape[0], 2, table.shape[1]), table.dtype).zero_()
+            state["exp_avg"], state["exp_avg_sq"] = both[:, 0], both[:, 1]
+        self._interleave(state, table)
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
-        for state in self.state.values():  # the restored moments, moved into advised memory too
-            for key in ("exp_avg", "exp_avg_sq"):
-                if key in state:
-                    state[key] = memory.copy(state[key])
+        for table in self.param_groups[0]["params"]:
+            if self.state[table]:
+                self._interleave(self.state[table], table)
+
+    @staticmethod
+    def _interleave(state: dict, table: torch.Tensor) -> None:
+        """Keep ``exp_avg`` and ``exp_avg_sq`` as the two halves of the rows of one (n, 2, d)
+        buffer in memory advised for huge pages: the update of a random row then fetches one
+        contiguous block for both moments, without a page walk (measured ~15 % off the update at
+        EvalRS scale). Moments that come otherwise (new, or restored from a checkpoint, where
+        they are saved as the two views of that buffer) are moved there once."""
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        n, d = table.shape
+        if (m.untyped_storage().data_ptr() == v.untyped_storage().data_ptr() and m.storage_offset() == 0
+                and v.storage_offset() == d and m.stride() == v.stride() == (2 * d, 1)):  # fmt: skip
+            return
+        both = memory.empty((n, 2, d), table.dtype)
+        both[:, 0].copy_(m)
+        both[:, 1].copy_(v)
+        state["exp_avg"], state["exp_avg_sq"] = both[:, 0], both[:, 1]
+
+    @staticmethod
+    def _moments(state: dict) -> np.ndarray:
+        """The (n, 2 d) array under ``exp_avg`` (first d columns) and ``exp_avg_sq``."""
+        m = state["exp_avg"]
+        return m.as_strided((m.shape[0], 2 * m.shape[1]), (2 * m.shape[1], 1)).numpy()
 
     def _workspace(self, n_users: int, n_tracks: int, rows: int, dim: int) -> dict[str, np.ndarray]:
         w = self._work
@@ -322,7 +344,7 @@ class FusedAdam(torch.optim.Optimizer):
             return np.ascontiguousarray(a, dtype=np.int64)
 
         taken = _train_batches(
-            U, T, su["exp_avg"].numpy(), su["exp_avg_sq"].numpy(), st["exp_avg"].numpy(), st["exp_avg_sq"].numpy(),
+            U, T, self._moments(su), self._moments(st),
             int(su["step"]), ids(triplets.user), ids(triplets.positive), ids(triplets.negative),
             ids(triplets.user_positive), ids(triplets.user_negative), ids(triplets.song_anchor),
             np.ascontiguousarray(weight, dtype=np.float32), batch_size, float(lambda_user), float(lambda_song),
