@@ -1,17 +1,22 @@
 """Pieces the benchmark scripts share (standard library only: the parents import no numpy/torch).
 
-- :func:`machine_info`: CPU model and count, memory, platform, Python, whether a GPU driver is
-  present - recorded beside every figure;
+- :func:`machine_info`: CPU model and count, memory, platform, Python, transparent huge pages,
+  whether a GPU driver is present - recorded beside every figure;
+- :func:`child_main`: a child process's side of a stage (timed imports, optional cProfile,
+  the JSON result);
 - :func:`children_map`, :func:`process_tree`, :func:`cpu_ticks`: the process tree under a pid
   and the CPU time it used, read from ``/proc`` (contention checks and load sampling).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -25,8 +30,33 @@ def machine_info() -> dict:
         info["cpu"] = models[0] if models else platform.processor()
     except OSError:
         pass
+    try:  # the mode in brackets; tripletlit advises its tables for huge pages (tripletlit/memory.py)
+        thp = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+        info["transparent_hugepages"] = thp.split("[", 1)[1].split("]", 1)[0]
+    except (OSError, IndexError):
+        info["transparent_hugepages"] = "unavailable"
     info["gpu"] = "nvidia-smi present" if shutil.which("nvidia-smi") else "none"
     return info
+
+
+def child_main(children: dict[str, Callable[[dict], dict]], stage: str, spec: dict, result: Path,
+               profile: Path | None, imports: Callable[[], None]) -> None:  # fmt: skip
+    """Run ``children[stage](spec)`` in this child process and write its dict to ``result`` as
+    JSON, with ``imports_s`` (the time of ``imports()``, run first); under cProfile, dumped to
+    ``profile``, when one is given."""
+    t0 = time.perf_counter()
+    imports()
+    imports_s = time.perf_counter() - t0
+    if profile is not None:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        out = profiler.runcall(children[stage], spec)
+        profiler.dump_stats(profile)
+    else:
+        out = children[stage](spec)
+    out["imports_s"] = imports_s
+    result.write_text(json.dumps(out, default=float))
 
 
 def parent_map() -> dict[int, int]:

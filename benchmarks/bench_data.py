@@ -37,7 +37,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from _harness import machine_info  # benchmarks/_harness.py
+from _harness import child_main, machine_info  # benchmarks/_harness.py
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_JSON = HERE / "out" / "data.json"
@@ -273,22 +273,6 @@ CHILDREN = {
 }
 
 
-def child_main(stage: str, spec: dict, result: Path, profile: Path | None) -> None:
-    t0 = time.perf_counter()
-    _child_imports()
-    imports_s = time.perf_counter() - t0
-    if profile is not None:
-        import cProfile
-
-        profiler = cProfile.Profile()
-        out = profiler.runcall(CHILDREN[stage], spec)
-        profiler.dump_stats(profile)
-    else:
-        out = CHILDREN[stage](spec)
-    out["imports_s"] = imports_s
-    result.write_text(json.dumps(out))
-
-
 # =============================================================================================
 # Parent side: stdlib + rich only (see the module docstring for why).
 # =============================================================================================
@@ -426,8 +410,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.child:
-        child_main(args.child, json.loads(args.spec), Path(args.result),
-                   Path(args.profile_to) if args.profile_to else None)  # fmt: skip
+        child_main(CHILDREN, args.child, json.loads(args.spec), Path(args.result),
+                   Path(args.profile_to) if args.profile_to else None, _child_imports)  # fmt: skip
         return 0
 
     from rich.console import Console

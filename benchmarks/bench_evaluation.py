@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -51,6 +50,8 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from _harness import child_main, machine_info  # benchmarks/_harness.py
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
@@ -611,8 +612,7 @@ CHILDREN = {"prepare": child_prepare, "ours": child_ours, "ref": child_ref, "che
             "anatomy": child_anatomy}  # fmt: skip
 
 
-def child_main(stage: str, spec: dict, result: Path, profile: Path | None) -> None:
-    t0 = time.perf_counter()
+def _child_imports(stage: str) -> None:
     import numpy  # noqa: F401
     import pandas  # noqa: F401
     import torch  # noqa: F401
@@ -622,17 +622,6 @@ def child_main(stage: str, spec: dict, result: Path, profile: Path | None) -> No
 
     if stage == "ref":
         import sklearn.metrics.pairwise  # noqa: F401
-    imports_s = time.perf_counter() - t0
-    if profile is not None:
-        import cProfile
-
-        profiler = cProfile.Profile()
-        out = profiler.runcall(CHILDREN[stage], spec)
-        profiler.dump_stats(profile)
-    else:
-        out = CHILDREN[stage](spec)
-    out["imports_s"] = imports_s
-    result.write_text(json.dumps(out, default=float))
 
 
 # =============================================================================================
@@ -782,26 +771,6 @@ def fmt_gb(x: float | None) -> str:
     return "—" if x is None else f"{x / GB:.2f} GB"
 
 
-def machine_info() -> dict:
-    info = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-    }
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                info["mem_total_bytes"] = int(line.split()[1]) * 1024
-                break
-    except OSError:
-        pass
-    return info
-
-
 def table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
 
@@ -886,8 +855,8 @@ def top_profile(path: Path, n: int = 15) -> list[dict]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.child:
-        child_main(args.child, json.loads(args.spec), Path(args.result),
-                   Path(args.profile_to) if args.profile_to else None)  # fmt: skip
+        child_main(CHILDREN, args.child, json.loads(args.spec), Path(args.result),
+                   Path(args.profile_to) if args.profile_to else None, lambda: _child_imports(args.child))  # fmt: skip
         return 0
 
     sizes = dict(QUICK if args.quick else FULL)
