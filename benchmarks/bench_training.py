@@ -206,7 +206,10 @@ def child_prep(spec: dict) -> dict:
 
 
 def child_ours(spec: dict) -> dict:
-    """The product's training path on the cached fold; rows/s over ``batches`` batches."""
+    """The product's training path on the cached fold; rows/s over ``batches`` batches.
+    ``hugepages: false`` in the spec turns off tripletlit's huge-page advice (the A/B of it)."""
+    if spec.get("hugepages") is False:
+        os.environ["TRIPLETLIT_HUGEPAGES"] = "0"  # read by tripletlit.memory at the first table
     import lightning as L
     import numpy as np
     import torch
@@ -540,6 +543,7 @@ CHILDREN = {
     "prep": child_prep,
     "ours": child_ours,
     "profile": child_ours,
+    "ours-4k": child_ours,
     "refresh-alt": child_refresh_alt,
     "ref-pools": child_ref_pools,
     "reference": child_ref_train,
@@ -689,6 +693,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "else 10,000)")  # fmt: skip
     p.add_argument("--bpr-iterations", type=int, help="BPR iterations (default 2; 1 with --quick)")
     p.add_argument("--bpr-repeat", type=int, help="BPR runs per thread count (default 3; 1 with --quick)")
+    p.add_argument("--small-pages-repeat", type=int,
+                   help="runs of ours without the huge-page advice, side by side (default 2; 0 with --quick)")
     p.add_argument("--profile-steps", type=int,
                    help="cProfile our training for that many steps (default 300; 0 = skip; 0 with --quick)")
     p.add_argument("--retries", type=int, default=2,
@@ -738,6 +744,7 @@ def main(argv=None) -> int:
     bpr_iterations = args.bpr_iterations or (1 if quick else 2)
     bpr_repeat = args.bpr_repeat or (1 if quick else 3)
     profile_steps = args.profile_steps if args.profile_steps is not None else (0 if quick else 300)
+    small_pages_repeat = args.small_pages_repeat if args.small_pages_repeat is not None else (0 if quick else 2)
 
     OUT.mkdir(parents=True, exist_ok=True)
     json_path = Path(args.json)
@@ -779,6 +786,9 @@ def main(argv=None) -> int:
               f"ours: Lightning + {args.optimizer} optimizer, {batches} batches of {args.batch_size}")
         ours = stages["ours"]
         n_users = ours["median_run"]["n_users"]
+        if small_pages_repeat:
+            stage("ours-4k", {"batches": batches, "threads": 1, "optimizer": args.optimizer, "hugepages": False},
+                  small_pages_repeat, "ours with 4 KB pages (TRIPLETLIT_HUGEPAGES=0): what the huge-page advice gives")  # fmt: skip
 
         stage("refresh-alt", {"repeat": 1 if quick else 2}, 1,
               "pool refresh, piece by piece, at 1 and 2 threads", key="wall_s")
@@ -816,6 +826,8 @@ def main(argv=None) -> int:
     scale_note = "" if preset == "evalrs" else f" (target is for the evalrs fold; this is {preset})"
     ratios = {"ours_over_reference": o / ref, "ours_over_bpr_1thread": o / b1, "ours_over_bpr_2threads": o / b2,
               "refresh_speedup_over_reference_pools": pools["wall_s"] / refresh_s}  # fmt: skip
+    if "ours-4k" in stages:
+        ratios["hugepages_over_4k_pages"] = o / stages["ours-4k"]["rows_per_s"]
     targets = {
         "ours_over_reference": {"target": RATIO_REFERENCE_TARGET, "met": ratios["ours_over_reference"] >= RATIO_REFERENCE_TARGET},
         "ours_over_bpr_1thread": {"target": RATIO_BPR_TARGET, "met": ratios["ours_over_bpr_1thread"] >= RATIO_BPR_TARGET},
@@ -834,6 +846,11 @@ def main(argv=None) -> int:
                   fmt_gb(ours["peak_bytes"]),
                   f"{om['batches']} batches; steady {fmt_rate(om['steady_rows_per_s'])} rows/s; "
                   f"range {fmt_rate(ours['min'])}-{fmt_rate(ours['max'])}")  # fmt: skip
+    if "ours-4k" in stages:
+        small = stages["ours-4k"]
+        table.add_row("  ours with 4 KB pages (no huge-page advice)", fmt_rate(small["rows_per_s"]), str(small["n"]),
+                      f"{o / small['rows_per_s']:.2f}x", "—", fmt_gb(small["peak_bytes"]),
+                      f"TRIPLETLIT_HUGEPAGES=0; steady {fmt_rate(small['median_run']['steady_rows_per_s'])} rows/s")  # fmt: skip
     table.add_row("  pool refresh (neighbour_pools)", f"{refresh_s:.2f} s", str(len(refresh_runs)), "—",
                   f"<= {REFRESH_TARGET_S:.0f} s {mark(targets['refresh_s']['met'])}", f"+{fmt_gb(refresh_added)}",
                   f"added RSS while refreshing (block {fmt_gb(om['refresh_block_bytes'])}); "

@@ -38,6 +38,16 @@ def test_large_tensors_are_advised_before_first_touch():
     assert "hg" in vm_flags(t)  # MADV_HUGEPAGE is set on the mapping
 
 
+def test_the_environment_switch_turns_the_advice_off(monkeypatch):
+    monkeypatch.setenv("TRIPLETLIT_HUGEPAGES", "0")
+    memory._madvise.cache_clear()
+    try:
+        assert memory.advise(torch.empty(3000, 1024)) == 0
+    finally:
+        monkeypatch.delenv("TRIPLETLIT_HUGEPAGES")
+        memory._madvise.cache_clear()
+
+
 def test_small_or_foreign_tensors_are_left_alone():
     assert memory.advise(torch.empty(100, 16)) == 0
     assert memory.advise(torch.empty(4000, 1024)[:, ::2]) == 0  # not contiguous

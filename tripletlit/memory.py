@@ -10,6 +10,7 @@ plain ``torch.empty`` and nothing changes but speed.
 
 PyTorch's own switch, ``THP_MEM_ALLOC_ENABLE=1``, does the same for every allocation but is read
 once, before any tensor exists; this module advises just the tables that are randomly accessed.
+``TRIPLETLIT_HUGEPAGES=0`` in the environment turns the advice off (read at the first call).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import mmap
+import os
 import sys
 from functools import cache
 
@@ -29,7 +31,9 @@ MIN_BYTES = 2 * HUGE_PAGE
 
 @cache
 def _madvise():
-    """libc's ``madvise`` (None where there is none, or no MADV_HUGEPAGE)."""
+    """libc's ``madvise`` (None where there is none, no MADV_HUGEPAGE, or it is turned off)."""
+    if os.environ.get("TRIPLETLIT_HUGEPAGES", "1") == "0":
+        return None
     if not sys.platform.startswith("linux") or not hasattr(mmap, "MADV_HUGEPAGE"):
         return None
     try:
