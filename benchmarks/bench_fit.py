@@ -27,6 +27,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -78,8 +79,10 @@ class LoadWatch:
         self._thread.join()
 
 
-def run_fit(argv: list[str]) -> dict:
+def run_fit(argv: list[str], cache: str | None) -> dict:
     env = {**os.environ, "WANDB_MODE": "disabled"}
+    if cache is not None:  # an empty cache: the song2vec stand-in is trained, as on a first run
+        env["TRIPLETLIT_CACHE"] = cache
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "tripletlit.cli", "fit", *argv], cwd=ROOT, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
@@ -116,6 +119,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--preset", help="synthetic preset (default evalrs; small with --quick)")
     p.add_argument("--folds", type=int, default=4, help="folds (default 4)")
     p.add_argument("--quick", action="store_true", help="the small preset (< 2 min)")
+    p.add_argument("--shared-cache", action="store_true",
+                   help="use the user's cache (TRIPLETLIT_CACHE or the default): song2vec vectors cached by an "
+                        "earlier run are reused; default: a fresh empty cache, as a first run sees")  # fmt: skip
     p.add_argument("extra", nargs="*", help="more `tripletlit fit` flags, after --")
     return p.parse_args(argv)
 
@@ -127,7 +133,8 @@ def main(argv=None) -> int:
     fit_args = ["--preset", preset, "--folds", str(args.folds), "--out", str(out), "--force", "--no-progress",
                 "--no-wandb", *args.extra]  # fmt: skip
     print(f"tripletlit fit {' '.join(fit_args)}", flush=True)
-    result = run_fit(fit_args)
+    with tempfile.TemporaryDirectory(prefix="tripletlit-bench-fit-cache-") as cache:
+        result = run_fit(fit_args, None if args.shared_cache else cache)
     if result["returncode"] != 0:
         print(result["output_tail"])
         print(f"fit failed with exit code {result['returncode']}")
@@ -166,7 +173,7 @@ def main(argv=None) -> int:
             f"of the time ({rate:,.0f} rows/s); HIT_RATE {hit:.4f}; other processes used {contention:.2f} cores on average")  # fmt: skip
     print(line)
     OUT.mkdir(parents=True, exist_ok=True)
-    record = {"preset": preset, "folds": args.folds, "machine": machine_info(), "fit_args": fit_args, "wall_s": wall, "peak_bytes": peak,
+    record = {"preset": preset, "folds": args.folds, "machine": machine_info(), "fit_args": fit_args, "fresh_cache": not args.shared_cache, "wall_s": wall, "peak_bytes": peak,
               "stages_s": seconds, "train_rows_per_s": rate, "others_cores_mean": contention, "others_cores_samples": others,
               "summary_line": line, "when": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
     (OUT / f"fit-{preset}.json").write_text(json.dumps(record, indent=1))
