@@ -296,8 +296,8 @@ class FusedAdam(torch.optim.Optimizer):
     def _interleave(state: dict, table: torch.Tensor) -> None:
         """Keep ``exp_avg`` and ``exp_avg_sq`` as the two halves of the rows of one (n, 2, d)
         buffer in memory advised for huge pages: the update of a random row then fetches one
-        contiguous block for both moments, without a page walk (measured ~15 % off the update at
-        EvalRS scale). Moments that come otherwise (new, or restored from a checkpoint, where
+        contiguous block for both moments, without a page walk (measured: the kernel ~4 % faster
+        than with two separate moment tables, both in huge pages, at EvalRS scale). Moments that come otherwise (new, or restored from a checkpoint, where
         they are saved as the two views of that buffer) are moved there once."""
         m, v = state["exp_avg"], state["exp_avg_sq"]
         n, d = table.shape

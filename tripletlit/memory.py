@@ -68,12 +68,3 @@ def empty(shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.T
     advise(tensor)
     return tensor
 
-
-def zeros_like(tensor: torch.Tensor) -> torch.Tensor:
-    """:func:`empty` with ``tensor``'s shape and dtype, zero-filled."""
-    return empty(tuple(tensor.shape), tensor.dtype).zero_()
-
-
-def copy(tensor: torch.Tensor) -> torch.Tensor:
-    """A contiguous copy of ``tensor`` (on CPU) in advised memory."""
-    return empty(tuple(tensor.shape), tensor.dtype).copy_(tensor)
