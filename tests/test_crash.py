@@ -180,6 +180,23 @@ def test_resume_keeps_the_training_logs(tmp_path):
     assert pd.read_csv(logs)["train/loss_epoch"].notna().sum() == 3
 
 
+def test_resume_after_a_kill_that_emptied_the_training_log(tmp_path):
+    """Lightning's CSV logger rewrites metrics.csv at each save: a kill during one leaves it
+    empty. The resume still completes, with the metrics of the uninterrupted run."""
+    out = tmp_path / "run"
+    assert main(["fit", *FIT[4:], "--folds", "1", "--out", str(out)]) == 0
+    want = json.loads((out / "metrics.json").read_text())
+    (out / "metrics.json").unlink()
+    (out / "fold0" / "metrics.json").unlink()
+    logs = out / "fold0" / "logs" / "metrics.csv"
+    logs.write_bytes(b"")
+    assert main(["fit", "--ckpt", "last", "--run", str(out), "--no-progress"]) == 0
+    got = json.loads((out / "metrics.json").read_text())
+    assert got["folds"][0]["metrics"] == pytest.approx(want["folds"][0]["metrics"], rel=1e-6, nan_ok=True)
+    assert not logs.with_name("metrics-before-resume.csv").exists()
+    assert not logs.exists()  # nothing was left to keep, and the finished fold logged nothing new
+
+
 # ----------------------------------------------------------------------------- NaN loss ---
 GIANT = "1e39"  # weights.song: row weights near the float32 limit, the weighted loss overflows to NaN/inf
 

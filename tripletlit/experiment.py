@@ -363,6 +363,17 @@ def _fold_table(frame: pd.DataFrame) -> np.ndarray:
     return frame.drop(columns="user_id").to_numpy()
 
 
+def _read_log(path: Path) -> pd.DataFrame | None:
+    """A fold's CSV training log, or None when it is missing or empty: Lightning's CSV logger
+    rewrites the whole file at each save, so a run killed during one leaves it empty."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return None
+
+
 def run(
     config: cfg.Config,
     out: Path,
@@ -446,9 +457,10 @@ def run(
         if not lead:
             continue
         if earlier.exists():  # one log with the curves from before and after the resume
-            parts = [pd.read_csv(earlier)] + ([pd.read_csv(log)] if log.exists() else [])
-            with atomic_path(log) as tmp:
-                pd.concat(parts, ignore_index=True).to_csv(tmp, index=False)
+            parts = [frame for frame in (_read_log(earlier), _read_log(log)) if frame is not None]
+            if parts:
+                with atomic_path(log) as tmp:
+                    pd.concat(parts, ignore_index=True).to_csv(tmp, index=False)
             earlier.unlink()
         started = time.perf_counter()
         predictions = predict_fold(config, fitted, fold)
